@@ -1,0 +1,1 @@
+"""One thin module per command: parse options, load the recipe, call the library, render."""

@@ -1,0 +1,51 @@
+"""Options shared by every recipe-driven command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tfcli import recipe as recipe_mod
+from tfcli.recipe import Recipe
+
+
+def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds `[RECIPE]`, repeatable `--set section.key=value` and `--run-dir`."""
+    func = click.option(
+        "--run-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Where artefacts land (overrides the recipe's run_dir).",
+    )(func)
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="SECTION.KEY=VALUE",
+        help="Override one recipe value (repeatable), e.g. --set train.max_steps=200.",
+    )(func)
+    func = click.argument("recipe", required=False, metavar="[RECIPE]")(func)
+    return func
+
+
+def load_recipe(recipe: str | None, overrides: tuple[str, ...], run_dir: str | None = None, **flags: Any) -> Recipe:
+    """Recipe file/name + `--set` overrides + plain flags (a flag given on the command line wins).
+
+    `flags` maps dotted recipe keys to flag values; None means 'not given'.
+    """
+    extra = [f"{k}={_yaml_value(v)}" for k, v in flags.items() if v is not None]
+    if run_dir is not None:
+        extra.append(f"run_dir={_yaml_value(run_dir)}")
+    return recipe_mod.load(recipe, list(overrides) + extra)
+
+
+def _yaml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, tuple):
+        v = list(v)
+    if hasattr(v, "value"):  # enums
+        v = v.value
+    return json.dumps(v)  # JSON is valid YAML and quotes strings safely
