@@ -253,7 +253,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is list:
         (arg,) = typing.get_args(tp)
-        return f"a list of {_type_name(arg)}"
+        plural = {int: "integers", float: "numbers", str: "strings"}.get(arg, _type_name(arg))
+        return f"a list of {plural}"
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _type_name(args[0]) + " or null"
