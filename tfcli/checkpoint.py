@@ -1,0 +1,641 @@
+"""Checkpoints: the only module that knows the file format.
+
+A checkpoint is one self-contained safetensors file: the weights, plus JSON metadata in the
+header (key "tfcli": recipe, model spec, embedded tokenizer JSON, step, metrics, history), so
+`inspect` reads everything from the header without building a model and `decode` needs no other
+file. Tensors that share storage (tied embeddings) are written once; the aliases are recorded in
+the header (key "tfcli_shared") and restored on load.
+
+The safetensors file is written here, tensor by tensor, rather than with `safetensors.torch.
+save_file`: the Rust writer does not report a full disk on every platform, and streaming from
+Python makes ENOSPC an ordinary OSError while never holding a second copy of the weights.
+Training state (optimizer, scheduler, RNG states) goes to `step-XXXXXXXX.state.pt` beside the
+weights with `torch.save` and is read back with `torch.load(weights_only=True)`.
+
+Layout of a run (see docs/ARCHITECTURE.md): RUN_DIR/checkpoints/step-00001000.safetensors,
+step-00001000.state.pt, best.safetensors.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tfcli import __version__
+from tfcli.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+    from torch import nn
+
+FORMAT_VERSION = 1
+META_KEY = "tfcli"
+SHARED_KEY = "tfcli_shared"  # {"alias name": "stored name"} for tensors written once
+BEST_NAME = "best.safetensors"
+_STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
+_DTYPES = {  # torch dtype name -> safetensors dtype code
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # unreachable; keeps type checkers happy
+
+
+def _is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT anywhere in the chain (torch.save wraps the OSError in a RuntimeError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _file_mode() -> int:
+    """0o666 minus the umask: mkstemp creates 0600 files, but checkpoints are shared artefacts."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str) -> None:
+    """Write through `write(f)` into a temp file beside `path`, fsync, then rename over `path`.
+
+    On any failure the temp file is removed and the previous `path` (if any) is untouched.
+    """
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write {what} in {directory}: {e.strerror}; fix its permissions or choose "
+            "another run_dir"
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if _is_disk_full(e):
+            free = shutil.disk_usage(directory).free
+            raise CheckpointError(
+                f"disk full while writing {what} {path.name} in {directory} ({_fmt_bytes(free)} "
+                "free); the previous files are intact; free some space, lower train.keep_last "
+                "or choose another run_dir"
+            ) from None
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- weights + metadata ------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "value"):  # enums
+        return obj.value
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    raise TypeError(f"checkpoint metadata holds a {type(obj).__name__}, which JSON cannot store")
+
+
+def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Split tensors into those to write and aliases (same storage, offset, shape, stride)."""
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[tuple, str] = {}
+    for name, t in tensors.items():
+        if t.numel() == 0:  # empty tensors may all report data_ptr 0
+            unique[name] = t
+            continue
+        key = (
+            str(t.device),
+            t.untyped_storage().data_ptr(),
+            t.storage_offset(),
+            tuple(t.shape),
+            tuple(t.stride()),
+            t.dtype,
+        )
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+            unique[name] = t
+    return unique, aliases
+
+
+def _write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """The safetensors layout: u64 header length, JSON header, then raw little-endian bytes."""
+    import torch
+
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    names = sorted(tensors)
+    for name in names:
+        t = tensors[name]
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in _DTYPES:
+            raise CheckpointError(
+                f"tensor '{name}' has dtype {dtype}, which safetensors cannot store"
+            )
+        nbytes = t.numel() * t.element_size()
+        header[name] = {
+            "dtype": _DTYPES[dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # keep the data 8-byte aligned, as safetensors does
+    f.write(struct.pack("<Q", len(blob)))
+    f.write(blob)
+    for name in names:
+        t = tensors[name].detach()
+        if t.numel() == 0:
+            continue
+        t = t.to("cpu").contiguous().reshape(-1)
+        if t.dtype != torch.uint8:
+            t = t.view(torch.uint8)  # reinterpret bytes; works for bf16 and bool alike
+        f.write(t.numpy().data)
+
+
+def save_checkpoint(path: Path, model: nn.Module | Mapping[str, torch.Tensor], meta: dict) -> None:
+    """Write `model`'s weights (or a state dict) and `meta` to one safetensors file, atomically.
+
+    `meta` follows docs/ARCHITECTURE.md ("meta keys"); format_version, tfcli_version and created
+    (ISO 8601, UTC) are added. A full disk raises CheckpointError and leaves older files intact.
+    """
+    state = model.state_dict() if hasattr(model, "state_dict") else dict(model)
+    tensors, aliases = _dedupe(state)
+    meta = {
+        **meta,
+        "format_version": FORMAT_VERSION,
+        "tfcli_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    metadata = {
+        META_KEY: json.dumps(meta, default=_json_default, ensure_ascii=False),
+        SHARED_KEY: json.dumps(aliases),
+    }
+    path = Path(path)
+    _atomic_write(path, lambda f: _write_safetensors(f, tensors, metadata), "checkpoint")
+
+
+def _open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str, list[int]]]]:
+    """(meta, aliases, {name: (dtype, shape)}) from the header alone; clear errors otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint not found: {path}; pass a .safetensors file or a run dir"
+        )
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; pass a .safetensors file inside it")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            shapes = {k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()}
+    except SafetensorError as e:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({e}); it is truncated or corrupt - "
+            "copy it again or use another checkpoint from the run's checkpoints/ directory"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    if META_KEY not in raw:
+        raise CheckpointError(
+            f"{path}: a safetensors file, but not a tfcli checkpoint (no '{META_KEY}' metadata); "
+            "tfcli reads checkpoints written by `tfcli train`, `pretrain-mlm` or `average`"
+        )
+    try:
+        meta = json.loads(raw[META_KEY])
+        aliases = json.loads(raw.get(SHARED_KEY, "{}"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(
+            f"{path}: the tfcli metadata is not valid JSON ({e}); corrupt file"
+        ) from None
+    if not isinstance(meta, dict) or not isinstance(aliases, dict):
+        raise CheckpointError(f"{path}: the tfcli metadata is not a JSON object; corrupt file")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: metadata has no format_version; corrupt file")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by tfcli {meta.get('tfcli_version', '?')} in checkpoint format "
+            f"{version}; this tfcli ({__version__}) reads format {FORMAT_VERSION} at most; "
+            "upgrade tfcli (pip install -U tfcli)"
+        )
+    return meta, aliases, shapes
+
+
+def read_meta(path: Path) -> dict:
+    """The checkpoint's metadata, read from the header only (no tensors loaded, no model built)."""
+    return _open_header(path)[0]
+
+
+def read_tensor_info(path: Path) -> tuple[dict[str, tuple[str, list[int]]], dict[str, str]]:
+    """({stored name: (dtype code, shape)}, {alias: stored name}) from the header only."""
+    _, aliases, shapes = _open_header(path)
+    return shapes, aliases
+
+
+def load_state_dict(path: Path, device: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """(state dict with aliases restored as the same tensor object, meta)."""
+    from safetensors.torch import load_file
+
+    meta, aliases, _ = _open_header(path)
+    state = load_file(str(path), device=str(device))
+    for alias, stored in aliases.items():
+        if stored not in state:
+            raise CheckpointError(f"{path}: shared tensor '{alias}' points to missing '{stored}'")
+        state[alias] = state[stored]
+    return state, meta
+
+
+def _check_weights(path: Path, state: Mapping[str, torch.Tensor], model: nn.Module) -> None:
+    """One line naming what differs between the file and the model its spec builds."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: weights do not match the model its metadata describes ({'; '.join(problems)}); "
+            "the file was edited or written by an incompatible tfcli"
+        )
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Build the model from meta["model"] (a ModelSpec dict), load the weights strictly.
+
+    Returns (model in eval mode on `device`, meta).
+    """
+    from tfcli.model.build import build_model
+    from tfcli.model.config import ModelSpec
+
+    state, meta = load_state_dict(path)
+    if "model" not in meta:
+        raise CheckpointError(f"{path}: metadata has no model spec; corrupt or hand-made file")
+    model = build_model(ModelSpec.from_dict(meta["model"]))
+    _check_weights(path, state, model)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), meta
+
+
+def load_tokenizers(meta: dict) -> dict[str, Tokenizer]:
+    """{"src": Tokenizer, "tgt": Tokenizer} from the JSON embedded in meta["tokenizer"].
+
+    With a joint vocabulary both sides are the same object; MLM checkpoints may carry only "src".
+    """
+    from tfcli.errors import TokenizerError
+    from tfcli.tokenizer import tokenizer_from_json
+
+    info = meta.get("tokenizer")
+    if not isinstance(info, dict) or not any(isinstance(info.get(s), str) for s in ("src", "tgt")):
+        raise CheckpointError(
+            "checkpoint has no embedded tokenizer; it was not written by tfcli train/pretrain-mlm"
+        )
+    parsed: dict[str, Tokenizer] = {}  # JSON text -> Tokenizer, so a joint vocab is parsed once
+    out: dict[str, Tokenizer] = {}
+    for side in ("src", "tgt"):
+        text = info.get(side)
+        if not isinstance(text, str):
+            continue
+        if text not in parsed:
+            try:
+                parsed[text] = tokenizer_from_json(text)
+            except TokenizerError as e:
+                raise CheckpointError(f"checkpoint's embedded {side} tokenizer: {e}") from None
+        out[side] = parsed[text]
+    if info.get("joint"):
+        only = out.get("src") or out["tgt"]
+        out.setdefault("src", only)
+        out.setdefault("tgt", only)
+    return out
+
+
+# --- training state ----------------------------------------------------------------------------
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Only what torch.load(weights_only=True) reads back: tensors, numbers, strings, containers."""
+    import torch
+
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor, torch.Size)):
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise CheckpointError(f"training state key {where}[{k!r}] must be a str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    raise CheckpointError(
+        f"training state {where} holds a {type(obj).__name__}; only tensors, numbers, strings, "
+        "lists and dicts can be saved (convert it, e.g. with torch.as_tensor)"
+    )
+
+
+def save_state(path: Path, state: dict) -> None:
+    """torch.save `state` (optimizer, scheduler, step, RNG states as tensors...) atomically."""
+    import torch
+
+    _check_plain(state, "state")
+    _atomic_write(Path(path), lambda f: torch.save(state, f), "training state")
+
+
+def load_state(path: Path) -> dict:
+    """The dict written by save_state, loaded with weights_only=True (no arbitrary code runs)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"training state not found: {path}; it is written beside each step checkpoint "
+            "(pruned ones lose theirs); resume from the latest step or start afresh"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
+        raise CheckpointError(
+            f"{path}: training state holds objects tfcli will not load ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: training state is truncated or corrupt ({e}); resume from another step"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path}: training state is a {type(state).__name__}, expected a dict"
+        )
+    return state
+
+
+# --- finding checkpoints -----------------------------------------------------------------------
+
+
+def checkpoints_dir(path: Path) -> Path:
+    """RUN_DIR/checkpoints for a run dir; the directory itself when it is a checkpoints dir."""
+    path = Path(path)
+    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
+
+
+def step_path(run_dir: Path, step: int) -> Path:
+    """RUN_DIR/checkpoints/step-00001000.safetensors (zero-padded so names sort by step)."""
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}.safetensors"
+
+
+def state_path(checkpoint: Path) -> Path:
+    """The training-state file beside a step checkpoint: step-00001000.state.pt."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".state.pt")
+
+
+def state_path_inverse(state: Path) -> Path:
+    """step-00001000.state.pt -> step-00001000.safetensors."""
+    state = Path(state)
+    return state.with_name(state.name.removesuffix(".state.pt") + ".safetensors")
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step encoded in a step checkpoint's name, None for other names (best.safetensors)."""
+    m = _STEP_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Step checkpoints of a run (or a checkpoints dir), oldest first; best.safetensors excluded."""
+    directory = checkpoints_dir(run_dir)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _STEP_RE.match(p.name) and p.is_file()]
+    return sorted(found, key=lambda p: checkpoint_step(p) or 0)
+
+
+def resolve_checkpoint(path: Path, which: str = "best") -> Path:
+    """A .safetensors file as is; for a run dir or checkpoints dir, its best (or latest) one.
+
+    which="best" falls back to the latest step when no best exists yet (no validation ran);
+    which="latest" falls back to best.safetensors when no step checkpoint is left.
+    """
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    path = Path(path)
+    if path.is_file():
+        if path.name.endswith(".state.pt"):
+            raise CheckpointError(
+                f"{path} is training state, not weights; pass {state_path_inverse(path).name}"
+            )
+        if path.suffix != ".safetensors":
+            raise CheckpointError(
+                f"{path} is not a checkpoint; expected a .safetensors file or a run dir"
+            )
+        return path
+    if not path.exists():
+        raise CheckpointError(f"no such checkpoint or run directory: {path}")
+    directory = checkpoints_dir(path)
+    steps = list_checkpoints(directory)
+    best = directory / BEST_NAME
+    order = [best, *reversed(steps)] if which == "best" else [*reversed(steps), best]
+    for candidate in order:
+        if candidate.is_file():
+            return candidate
+    entries = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    listed = ", ".join(entries[:8]) + (f" and {len(entries) - 8} more" if len(entries) > 8 else "")
+    raise CheckpointError(
+        f"no checkpoint in {directory} (found: {listed or 'nothing'}); train first "
+        "(tfcli train RECIPE) or pass a .safetensors file"
+    )
+
+
+def prune(run_dir: Path, keep_last: int, keep: Iterable[Path] = ()) -> list[Path]:
+    """Remove all but the `keep_last` newest step checkpoints (and their .state.pt).
+
+    Paths in `keep` and best.safetensors are never removed; keep_last <= 0 keeps everything
+    (0 = off, as elsewhere in recipes). Returns the removed files.
+    """
+    if keep_last <= 0:
+        return []
+    protected = {Path(p).resolve() for p in keep}
+    removed = []
+    for ckpt in list_checkpoints(run_dir)[:-keep_last]:
+        if ckpt.resolve() in protected:
+            continue
+        for p in (ckpt, state_path(ckpt)):
+            if p.exists():
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def link_best(checkpoint: Path) -> Path:
+    """Make checkpoints/best.safetensors a copy of `checkpoint`, atomically.
+
+    A hard link where the filesystem allows (no extra disk space; pruning the step file later
+    leaves best intact), else a byte copy.
+    """
+    checkpoint = Path(checkpoint)
+    best = checkpoint.parent / BEST_NAME
+    tmp = checkpoint.parent / f".{BEST_NAME}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(checkpoint, tmp)
+    except OSError:
+        _atomic_write(best, lambda f: _copy_into(checkpoint, f), "best checkpoint")
+        return best
+    os.replace(tmp, best)
+    _fsync_dir(best.parent)
+    return best
+
+
+def _copy_into(src: Path, f: IO[bytes]) -> None:
+    with open(src, "rb") as s:
+        shutil.copyfileobj(s, f, 1 << 20)
+
+
+# --- averaging ---------------------------------------------------------------------------------
+
+
+def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Element-wise mean of the weights of `paths` (fairseq's average_checkpoints semantics).
+
+    Floating tensors are summed in float32 and cast back to their dtype; integer tensors must be
+    equal everywhere. All checkpoints must share one model spec and tokenizer. Returns (state
+    dict with shared tensors restored, meta of the newest input with meta["averaged"] added).
+    """
+    import torch
+    from safetensors import safe_open
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise CheckpointError(
+            "no checkpoints to average; pass files or a run dir with step checkpoints"
+        )
+    heads = [_open_header(p) for p in paths]
+    meta0, aliases0, shapes0 = heads[0]
+    for p, (meta, aliases, shapes) in zip(paths[1:], heads[1:], strict=True):
+        for key in ("model", "tokenizer"):
+            if meta.get(key) != meta0.get(key):
+                raise CheckpointError(
+                    f"cannot average {paths[0].name} and {p}: different {key} "
+                    f"({_first_diff(meta0.get(key), meta.get(key))}); average checkpoints of one run"
+                )
+        if shapes != shapes0 or aliases != aliases0:
+            names = sorted(set(shapes) ^ set(shapes0)) or [
+                k for k in shapes if shapes[k] != shapes0.get(k)
+            ]
+            raise CheckpointError(
+                f"cannot average {paths[0].name} and {p}: tensors differ ({', '.join(names[:3])})"
+            )
+    sums: dict[str, torch.Tensor] = {}
+    for p in paths:
+        with safe_open(str(p), framework="pt") as f:
+            for name in f.keys():
+                t = f.get_tensor(name)
+                if not t.is_floating_point():
+                    if name not in sums:
+                        sums[name] = t
+                    elif not torch.equal(sums[name], t):
+                        raise CheckpointError(
+                            f"cannot average {p}: integer tensor '{name}' differs"
+                        )
+                elif name in sums:
+                    sums[name] += t.float()
+                else:
+                    sums[name] = t.float()
+    state = {}
+    for name, t in sums.items():
+        dtype = _torch_dtype(shapes0[name][0])
+        state[name] = t.div(len(paths)).to(dtype) if dtype.is_floating_point else t
+    for alias, stored in aliases0.items():
+        state[alias] = state[stored]
+    meta = dict(heads[-1][0])
+    meta["averaged"] = {
+        "sources": [str(p) for p in paths],
+        "steps": [h[0].get("step") for h in heads],
+        "method": "mean",
+    }
+    return state, meta
+
+
+def _torch_dtype(code: str) -> torch.dtype:
+    import torch
+
+    names = {v: k for k, v in _DTYPES.items()}
+    return getattr(torch, names[code])
+
+
+def _first_diff(a: Any, b: Any) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                shown = (str(a.get(k))[:20], str(b.get(k))[:20])
+                return f"{k}: {shown[0]} vs {shown[1]}"
+    return "values differ"
