@@ -1,0 +1,120 @@
+"""build_model: the only place that turns a ModelSpec into modules, ties weights and initialises.
+
+Initialisation (why):
+* Linear weights: xavier_uniform, biases zero, as in the reference Transformer implementations
+  (tensor2tensor, fairseq, the Annotated Transformer). Fused q/k/v (and k/v) projections are
+  initialised one d_model x d_model block at a time, so they start exactly like separate
+  projections (xavier over the fused shape would shrink them by sqrt(2)).
+* Embeddings: normal(0, d_model**-0.5), padding row zero. Multiplied by sqrt(d_model) in
+  Embeddings, token vectors enter the stack with unit-variance features, the scale of the
+  sinusoidal table; used as the tied output projection on (LayerNorm-ed) decoder states, they give
+  logits of unit scale at the start, so the initial softmax is neither flat nor peaked.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tfcli.errors import RecipeError
+from tfcli.model.attention import MultiHeadedAttention
+from tfcli.model.config import ModelSpec
+from tfcli.model.embeddings import Embeddings
+from tfcli.model.mlm import MaskedLM, MLMHead
+from tfcli.model.positions import LearnedPositions
+from tfcli.model.seq2seq import EncoderDecoder, Generator
+from tfcli.model.stack import TransformerStack
+
+
+def _stack(spec: ModelSpec, n_layers: int, decoder: bool) -> TransformerStack:
+    return TransformerStack(
+        n_layers,
+        spec.d_model,
+        spec.n_heads,
+        spec.d_ff,
+        dropout=spec.dropout,
+        attention_dropout=spec.attention_dropout,
+        activation=spec.activation,
+        pre_norm=spec.norm == "pre",
+        causal=decoder,
+        cross_attend=decoder,
+        window=spec.window,
+        rotary_positions=spec.max_positions if spec.positions == "rotary" else 0,
+    )
+
+
+def _embeddings(spec: ModelSpec, vocab_size: int) -> Embeddings:
+    return Embeddings(
+        vocab_size, spec.d_model, spec.pad_id, spec.positions, spec.max_positions, spec.dropout
+    )
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, d_model: int) -> None:
+    """Initialise every parameter as described in the module docstring (in place)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        if isinstance(module, MultiHeadedAttention):
+            fused = [module.kv_proj] if module.cross else [module.qkv_proj]
+            for linear in fused:
+                for block in linear.weight.split(d_model, dim=0):
+                    nn.init.xavier_uniform_(block)
+        if isinstance(module, LearnedPositions):
+            nn.init.normal_(module.weight, 0.0, d_model**-0.5)
+    # Embeddings last: tied output projections are nn.Linear modules sharing these weights.
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, d_model**-0.5)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+
+
+def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
+    """A freshly initialised model for `spec` (seed torch beforehand for reproducibility).
+
+    The spec is kept as `model.spec` so callers can store it beside the weights.
+    """
+    problems = spec.problems()
+    if problems:
+        raise RecipeError(problems, "model spec")
+    src_embed = _embeddings(spec, spec.src_vocab_size)
+    encoder = _stack(spec, spec.encoder_layers, decoder=False)
+    model: EncoderDecoder | MaskedLM
+    if spec.kind == "mlm":
+        head = MLMHead(spec.d_model, spec.src_vocab_size)
+        model = MaskedLM(src_embed, encoder, head, pad_id=spec.pad_id)
+        init_weights(model, spec.d_model)
+        head.proj.weight = src_embed.tokens.weight
+    else:
+        tgt_embed = src_embed if spec.share_embeddings else _embeddings(spec, spec.tgt_vocab_size)
+        decoder = _stack(spec, spec.decoder_layers, decoder=True)
+        generator = Generator(spec.d_model, spec.tgt_vocab_size)
+        model = EncoderDecoder(
+            src_embed, tgt_embed, encoder, decoder, generator, pad_id=spec.pad_id
+        )
+        init_weights(model, spec.d_model)
+        generator.proj.weight = tgt_embed.tokens.weight
+    model.spec = spec
+    return model
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters per top-level part ("src_embed", "encoder", ...) plus "total".
+
+    A shared tensor counts once, under the first part that holds it (so a tied generator or
+    a shared tgt_embed shows 0).
+    """
+    seen: set[int] = set()
+    counts: dict[str, int] = {}
+    for name, child in model.named_children():
+        n = 0
+        for p in child.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        counts[name] = n
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts

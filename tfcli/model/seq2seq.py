@@ -1,0 +1,87 @@
+"""EncoderDecoder: the paper's translation model, with separate `encode` / `decode` so decoding
+runs the encoder once and the decoder step by step against a KVCache."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tfcli.model.cache import KVCache
+from tfcli.model.embeddings import Embeddings
+from tfcli.model.stack import TransformerStack
+
+
+class Generator(nn.Module):
+    """Decoder states (B, T, D) -> logits (B, T, V). Its weight is the target embedding matrix."""
+
+    def __init__(self, d_model: int, vocab_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, vocab_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+class EncoderDecoder(nn.Module):
+    """src (B, S), tgt_in (B, T) -> logits (B, T, V_tgt).
+
+    `tgt_embed` is `src_embed` itself when embeddings are shared (joint vocabulary), and the
+    generator always reuses the target embedding matrix (tied output projection).
+    """
+
+    def __init__(
+        self,
+        src_embed: Embeddings,
+        tgt_embed: Embeddings,
+        encoder: TransformerStack,
+        decoder: TransformerStack,
+        generator: Generator,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.src_embed = src_embed
+        self.tgt_embed = tgt_embed
+        self.encoder = encoder
+        self.decoder = decoder
+        self.generator = generator
+        self.pad_id = pad_id
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """src (B, S) -> (memory (B, S, D), src_mask (B, 1, 1, S) bool, True at real tokens)."""
+        src_mask = (src != self.pad_id)[:, None, None, :]
+        memory = self.encoder(self.src_embed(src), src_mask)
+        return memory, src_mask  # type: ignore[return-value]
+
+    def decode(
+        self,
+        tgt_in: Tensor,
+        memory: Tensor,
+        src_mask: Tensor,
+        cache: KVCache | None = None,
+        need_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """tgt_in (B, T) -> logits (B, T, V) [, cross-attention (B, H, T, S) per layer].
+
+        Without a cache, tgt_in is the whole (right-padded) prefix and the decoder is causal.
+        With a cache, tgt_in holds only the new position(s); earlier ones come from the cache,
+        which also knows their count (the position offset). Memory is read on the first cached
+        call only; after `cache.reorder(index)` keep passing a memory/src_mask reordered the same
+        way (src_mask is still used for cross-attention).
+        """
+        offset = cache.length if cache is not None else 0
+        x = self.tgt_embed(tgt_in, offset)
+        out = self.decoder(
+            x, None, memory=memory, memory_mask=src_mask, cache=cache, need_weights=need_attention
+        )
+        if need_attention:
+            h, weights = out
+            return self.generator(h), weights
+        return self.generator(out)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src (B, S), tgt_in (B, T) -> logits (B, T, V) (teacher forcing)."""
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt_in, memory, src_mask)  # type: ignore[return-value]
+
+    def new_cache(self) -> KVCache:
+        """An empty cache for incremental `decode`; fill it by decoding from BOS."""
+        return KVCache(len(self.decoder.layers))
