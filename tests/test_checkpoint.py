@@ -1,0 +1,371 @@
+"""Checkpoint format: round trips, header-only metadata, atomic writes, state, resolve/prune, mean."""
+
+from __future__ import annotations
+
+import errno
+import json
+import random
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+
+from tfcli import checkpoint as ckpt
+from tfcli.errors import CheckpointError
+from tfcli.model.build import build_model
+from tfcli.model.config import ModelSpec
+
+
+def tiny_spec(kind: str = "seq2seq", **kw) -> ModelSpec:
+    base = dict(kind=kind, src_vocab_size=40, tgt_vocab_size=40, d_model=16, n_heads=2, d_ff=32)
+    base.update(encoder_layers=1, decoder_layers=0 if kind == "mlm" else 1, dropout=0.0)
+    return ModelSpec(**{**base, **kw})
+
+
+def tiny_model(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return build_model(tiny_spec(**kw))
+
+
+def meta_for(model, step: int = 10, **extra) -> dict:
+    return {"kind": model.spec.kind, "model": model.spec.to_dict(), "step": step, **extra}
+
+
+def tokenizer_json() -> str:
+    vocab = {t: i for i, t in enumerate(["<pad>", "<unk>", "<s>", "</s>", "<mask>", "a", "b"])}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = Whitespace()
+    return tok.to_str()
+
+
+def temp_files(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- weights + metadata --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "mlm"])
+def test_round_trip_is_bit_equal_and_keeps_sharing(tmp_path, kind):
+    model = tiny_model(kind=kind)
+    path = tmp_path / "m.safetensors"
+    ckpt.save_checkpoint(path, model, meta_for(model))
+    loaded, meta = ckpt.load_model(path)
+    assert not loaded.training
+    before, after = model.state_dict(), loaded.state_dict()
+    assert before.keys() == after.keys()
+    for name, t in before.items():
+        assert torch.equal(t, after[name]), name
+    tied = loaded.src_embed.tokens.weight
+    head = loaded.generator.proj.weight if kind == "seq2seq" else loaded.head.proj.weight
+    assert head is tied  # still one Parameter: training updates both
+    assert meta["format_version"] == ckpt.FORMAT_VERSION and meta["step"] == 10
+
+
+def test_shared_embedding_is_stored_once(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "m.safetensors"
+    ckpt.save_checkpoint(path, model, meta_for(model))
+    shapes, aliases = ckpt.read_tensor_info(path)
+    assert aliases == {
+        "tgt_embed.tokens.weight": "src_embed.tokens.weight",
+        "generator.proj.weight": "src_embed.tokens.weight",
+    }
+    assert "generator.proj.weight" not in shapes
+    unique = sum(p.numel() for p in model.parameters())  # parameters() dedupes tied ones
+    stored = sum(torch.Size(shape).numel() for _, shape in shapes.values())
+    assert stored == unique
+    assert path.stat().st_size < 4 * unique + 64_000  # float32 data + a JSON header
+
+
+def test_file_is_standard_safetensors(tmp_path):
+    """Other tools (safetensors.torch.load_file, HF) read it: bf16, ints, bools and scalars too."""
+    from safetensors.torch import load_file
+
+    state = {
+        "w": torch.randn(3, 5, dtype=torch.bfloat16),
+        "n": torch.tensor(7),
+        "flags": torch.tensor([True, False, True]),
+        "empty": torch.zeros(0, 4),
+        "t": torch.arange(12.0).reshape(3, 4).t(),  # non-contiguous view
+    }
+    path = tmp_path / "s.safetensors"
+    ckpt.save_checkpoint(path, state, {"step": 0})
+    back = load_file(str(path))
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+
+
+def test_meta_reads_header_only(tmp_path, monkeypatch):
+    model = tiny_model()
+    path = tmp_path / "m.safetensors"
+    meta = meta_for(model, recipe={"run_dir": Path("runs/x")}, tokenizer={"joint": True})
+    ckpt.save_checkpoint(path, model, meta)
+
+    def boom(*a, **k):
+        raise AssertionError("read_meta must not build a model or load tensors")
+
+    monkeypatch.setattr("tfcli.model.build.build_model", boom)
+    monkeypatch.setattr("safetensors.torch.load_file", boom)
+    got = ckpt.read_meta(path)
+    assert got["model"] == model.spec.to_dict()
+    assert got["recipe"] == {"run_dir": "runs/x"}  # Paths become strings
+    assert got["tfcli_version"] and got["created"].endswith("Z")
+
+
+def test_load_tokenizers_from_embedded_json():
+    text = tokenizer_json()
+    toks = ckpt.load_tokenizers({"tokenizer": {"joint": True, "src": text, "tgt": text}})
+    assert toks["src"] is toks["tgt"]
+    assert toks["src"].encode("a b").ids == [5, 6]
+    mlm = ckpt.load_tokenizers({"tokenizer": {"joint": True, "src": text}})
+    assert set(mlm) == {"src", "tgt"}
+    with pytest.raises(CheckpointError, match="no embedded tokenizer"):
+        ckpt.load_tokenizers({"step": 1})
+
+
+# --- atomicity and errors ----------------------------------------------------------------------
+
+
+def _fail_midway(exc: BaseException):
+    def write(f, tensors, metadata):
+        f.write(b"partial bytes")
+        raise exc
+
+    return write
+
+
+def test_disk_full_keeps_previous_file(tmp_path, monkeypatch):
+    model = tiny_model()
+    path = tmp_path / "ckpts" / "best.safetensors"
+    ckpt.save_checkpoint(path, model, meta_for(model, step=1))
+    monkeypatch.setattr(ckpt, "_write_safetensors", _fail_midway(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(CheckpointError, match=r"disk full .* in .*ckpts \(.* free\)"):
+        ckpt.save_checkpoint(path, model, meta_for(model, step=2))
+    assert ckpt.read_meta(path)["step"] == 1
+    assert temp_files(path.parent) == []
+
+
+def test_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    model = tiny_model()
+    path = tmp_path / "m.safetensors"
+    monkeypatch.setattr(ckpt, "_write_safetensors", _fail_midway(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(path, model, meta_for(model))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_state_disk_full_is_reported(tmp_path, monkeypatch):
+    path = tmp_path / "step-00000001.state.pt"
+    ckpt.save_state(path, {"step": 1})
+
+    def full(obj, f):
+        f.write(b"half")
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:  # what torch.save does: a RuntimeError whose context is the OSError
+            raise RuntimeError("PytorchStreamWriter failed writing file") from e
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError, match="disk full while writing training state"):
+        ckpt.save_state(path, {"step": 2})
+    monkeypatch.undo()
+    assert ckpt.load_state(path)["step"] == 1
+    assert temp_files(tmp_path) == []
+
+
+def test_truncated_and_foreign_files(tmp_path):
+    model = tiny_model()
+    good = tmp_path / "good.safetensors"
+    ckpt.save_checkpoint(good, model, meta_for(model))
+    data = good.read_bytes()
+
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) - 100])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ckpt.read_meta(truncated)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ckpt.read_meta(garbage)
+
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, str(foreign), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="not a tfcli checkpoint"):
+        ckpt.read_meta(foreign)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        ckpt.read_meta(tmp_path / "missing.safetensors")
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "future.safetensors"
+    ckpt.save_checkpoint(path, {"x": torch.zeros(1)}, {})
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["tfcli"])
+    meta["format_version"] = ckpt.FORMAT_VERSION + 1
+    header["__metadata__"]["tfcli"] = json.dumps(meta)
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data[8 + n :])
+    with pytest.raises(CheckpointError, match="upgrade tfcli"):
+        ckpt.read_meta(path)
+
+
+def test_weights_not_matching_spec(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "m.safetensors"
+    other = tiny_spec(d_ff=48).to_dict()
+    ckpt.save_checkpoint(path, model, {"model": other})
+    with pytest.raises(CheckpointError, match=r"do not match .*shape: .*feed_forward"):
+        ckpt.load_model(path)
+
+
+# --- training state ------------------------------------------------------------------------------
+
+
+def test_state_round_trip_restores_rng_and_optimizer(tmp_path):
+    # An Adam state_dict's shape, built by hand: creating a real optimizer imports torch._dynamo
+    # (seconds on a shared CPU) and adds nothing to what is checked here.
+    optimizer = {
+        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4, 2)}},
+        "param_groups": [{"lr": 7e-4, "betas": (0.9, 0.98), "amsgrad": False, "params": [0]}],
+    }
+    torch.manual_seed(123)
+    random.seed(5)
+    state = {
+        "step": 7,
+        "optimizer": optimizer,
+        "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+        "best": None,
+        "history": [{"step": 5, "loss": 2.5}],
+    }
+    path = tmp_path / "s.state.pt"
+    ckpt.save_state(path, state)
+    expected = torch.rand(3)
+    back = ckpt.load_state(path)
+    torch.set_rng_state(back["rng"]["torch"])
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(back["optimizer"]["state"][0]["exp_avg"], optimizer["state"][0]["exp_avg"])
+    assert back["optimizer"]["param_groups"] == optimizer["param_groups"]
+    assert back["history"] == state["history"] and back["step"] == 7 and back["best"] is None
+
+
+def test_state_refuses_arbitrary_objects(tmp_path):
+    import numpy as np
+
+    with pytest.raises(CheckpointError, match=r"state\['rng'\]\['numpy'\] holds a ndarray"):
+        ckpt.save_state(tmp_path / "s.pt", {"rng": {"numpy": np.zeros(3)}})
+    evil = tmp_path / "evil.state.pt"
+    torch.save({"obj": Path("x")}, evil)  # a pickled class: weights_only must refuse it
+    with pytest.raises(CheckpointError, match="will not load"):
+        ckpt.load_state(evil)
+    (tmp_path / "cut.state.pt").write_bytes(b"PK\x03\x04 cut")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ckpt.load_state(tmp_path / "cut.state.pt")
+
+
+# --- resolve, list, prune --------------------------------------------------------------------
+
+
+def make_run(tmp_path: Path, steps: list[int], best: bool = True) -> Path:
+    run = tmp_path / "run"
+    for s in steps:
+        p = ckpt.step_path(run, s)
+        ckpt.save_checkpoint(p, {"x": torch.full((2,), float(s))}, {"step": s})
+        ckpt.save_state(ckpt.state_path(p), {"step": s})
+    if best:
+        ckpt.link_best(ckpt.step_path(run, steps[0]))
+    return run
+
+
+def test_list_and_resolve(tmp_path):
+    run = make_run(tmp_path, [900, 1000, 50])
+    names = [p.name for p in ckpt.list_checkpoints(run)]
+    assert names == [
+        "step-00000050.safetensors",
+        "step-00000900.safetensors",
+        "step-00001000.safetensors",
+    ]
+    assert ckpt.resolve_checkpoint(run).name == "best.safetensors"
+    assert ckpt.read_meta(ckpt.resolve_checkpoint(run))["step"] == 900
+    assert ckpt.resolve_checkpoint(run, "latest").name == "step-00001000.safetensors"
+    assert (
+        ckpt.resolve_checkpoint(run / "checkpoints", "latest").name == "step-00001000.safetensors"
+    )
+    single = ckpt.step_path(run, 50)
+    assert ckpt.resolve_checkpoint(single) == single
+    with pytest.raises(CheckpointError, match="training state, not weights"):
+        ckpt.resolve_checkpoint(ckpt.state_path(single))
+
+
+def test_resolve_without_best_falls_back_and_errors_list_contents(tmp_path):
+    run = make_run(tmp_path, [10, 20], best=False)
+    assert ckpt.resolve_checkpoint(run).name == "step-00000020.safetensors"
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "metrics.jsonl").write_text("")
+    (empty / "checkpoints" / "notes.txt").write_text("x")
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .*found: notes.txt"):
+        ckpt.resolve_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        ckpt.resolve_checkpoint(tmp_path / "nope")
+
+
+def test_prune_keeps_last_best_and_protected(tmp_path):
+    run = make_run(tmp_path, [1, 2, 3, 4, 5])
+    first = ckpt.step_path(run, 1)
+    removed = ckpt.prune(run, keep_last=2, keep={first})
+    assert sorted(p.name for p in removed) == [
+        "step-00000002.safetensors",
+        "step-00000002.state.pt",
+        "step-00000003.safetensors",
+        "step-00000003.state.pt",
+    ]
+    assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(run)] == [1, 4, 5]
+    ckpt.prune(run, keep_last=1)  # best.safetensors is a hard link: survives its step file
+    assert ckpt.read_meta(run / "checkpoints" / "best.safetensors")["step"] == 1
+    assert ckpt.prune(run, keep_last=0) == []
+
+
+# --- averaging -------------------------------------------------------------------------------
+
+
+def test_average_is_elementwise_mean(tmp_path):
+    paths, models = [], []
+    for seed in range(3):
+        model = tiny_model(seed)
+        paths.append(tmp_path / f"step-{seed:08d}.safetensors")
+        ckpt.save_checkpoint(paths[-1], model, meta_for(model, step=seed))
+        models.append(model.state_dict())
+    state, meta = ckpt.average_checkpoints(paths)
+    for name in models[0]:
+        mean = sum(m[name] for m in models) / 3
+        assert torch.allclose(state[name], mean, rtol=0, atol=1e-6), name
+    assert state["generator.proj.weight"] is state["src_embed.tokens.weight"]
+    assert meta["averaged"]["steps"] == [0, 1, 2] and meta["step"] == 2
+    out = tmp_path / "avg.safetensors"
+    ckpt.save_checkpoint(out, state, meta)
+    loaded, _ = ckpt.load_model(out)
+    w = "encoder.layers.0.feed_forward.w_1.weight"
+    assert torch.equal(loaded.state_dict()[w], state[w])
+
+
+def test_average_bf16_casts_back_and_refuses_other_models(tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    ckpt.save_checkpoint(a, {"w": torch.tensor([1.0, 2.0], dtype=torch.bfloat16)}, {"model": {}})
+    ckpt.save_checkpoint(b, {"w": torch.tensor([2.0, 3.0], dtype=torch.bfloat16)}, {"model": {}})
+    state, _ = ckpt.average_checkpoints([a, b])
+    assert state["w"].dtype == torch.bfloat16 and state["w"].tolist() == [1.5, 2.5]
+    m1, m2 = tiny_model(), tiny_model(d_ff=48)
+    ckpt.save_checkpoint(a, m1, meta_for(m1))
+    ckpt.save_checkpoint(b, m2, meta_for(m2))
+    with pytest.raises(CheckpointError, match=r"different model \(d_ff: 32 vs 48\)"):
+        ckpt.average_checkpoints([a, b])
