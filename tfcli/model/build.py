@@ -57,13 +57,14 @@ def init_weights(model: nn.Module, d_model: int) -> None:
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        if isinstance(module, MultiHeadedAttention):
-            fused = [module.kv_proj] if module.cross else [module.qkv_proj]
-            for linear in fused:
-                for block in linear.weight.split(d_model, dim=0):
-                    nn.init.xavier_uniform_(block)
         if isinstance(module, LearnedPositions):
             nn.init.normal_(module.weight, 0.0, d_model**-0.5)
+    # Second pass: modules() visits an attention block before its Linear children.
+    for module in model.modules():
+        if isinstance(module, MultiHeadedAttention):
+            fused = module.kv_proj if module.cross else module.qkv_proj
+            for block in fused.weight.split(d_model, dim=0):
+                nn.init.xavier_uniform_(block)
     # Embeddings last: tied output projections are nn.Linear modules sharing these weights.
     for module in model.modules():
         if isinstance(module, nn.Embedding):
