@@ -5,6 +5,19 @@ and returns results in input order. See docs/ARCHITECTURE.md for the model API i
 """
 
 from tfcli.decoding._common import Hypothesis, max_lengths
+from tfcli.decoding.beam import beam_search
+from tfcli.decoding.fill_mask import fill_mask
 from tfcli.decoding.greedy import greedy, greedy_hypotheses
+from tfcli.decoding.sampling import filter_logits, sample, sample_hypotheses
 
-__all__ = ["Hypothesis", "greedy", "greedy_hypotheses", "max_lengths"]
+__all__ = [
+    "Hypothesis",
+    "beam_search",
+    "fill_mask",
+    "filter_logits",
+    "greedy",
+    "greedy_hypotheses",
+    "max_lengths",
+    "sample",
+    "sample_hypotheses",
+]
