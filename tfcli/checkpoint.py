@@ -616,7 +616,9 @@ def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dic
         state[name] = t.div(len(paths)).to(dtype) if dtype.is_floating_point else t
     for alias, stored in aliases0.items():
         state[alias] = state[stored]
-    meta = dict(heads[-1][0])
+    steps = [h[0].get("step") if isinstance(h[0].get("step"), int) else -1 for h in heads]
+    meta = dict(heads[max(range(len(heads)), key=lambda i: (steps[i], i))][0])
+    meta["metrics"] = {}  # the inputs' validation scores are not this model's
     meta["averaged"] = {
         "sources": [str(p) for p in paths],
         "steps": [h[0].get("step") for h in heads],

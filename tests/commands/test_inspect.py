@@ -1,0 +1,205 @@
+"""`tfcli inspect` on checkpoints, run dirs, tokenizers, encoded splits; --json and --plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from tfcli import checkpoint as ckpt
+from tfcli import recipe as recipe_mod
+from tfcli.cli import cli
+from tfcli.model.build import build_model
+from tfcli.model.config import ModelSpec
+
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+TEXT = ["the cat sat on the mat", "a dog ran in the park", "the bird sang a song"] * 20
+
+
+def train_tokenizer(path: Path) -> Tokenizer:
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.train_from_iterator(TEXT, trainers.BpeTrainer(vocab_size=60, special_tokens=SPECIALS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return tok
+
+
+def write_split(directory: Path, lengths: dict[str, list[int]]) -> None:
+    """An encoded split in the documented on-disk format (docs/ARCHITECTURE.md)."""
+    directory.mkdir(parents=True)
+    num_tokens, stats = {}, {}
+    for side, lens in lengths.items():
+        ids = np.concatenate([np.full(n, 7, dtype="<u2") for n in lens])
+        ids.tofile(directory / f"{side}.bin")
+        np.concatenate([[0], np.cumsum(lens)]).astype("<i8").tofile(directory / f"{side}.idx")
+        num_tokens[side] = int(sum(lens))
+        a = np.array(lens)
+        stats[side] = {"min": int(a.min()), "max": int(a.max()), "mean": float(a.mean())}
+        stats[side].update({f"p{q}": int(np.percentile(a, q)) for q in (50, 95, 99)})
+    meta = {
+        "format": "tfcli-ids",
+        "version": 1,
+        "kind": "parallel" if "src" in lengths else "text",
+        "dtype": "uint16",
+        "num_examples": len(next(iter(lengths.values()))),
+        "num_tokens": num_tokens,
+        "dropped": {"too_long": 2},
+        "lengths": stats,
+    }
+    (directory / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A trained-looking run: tokenizer, encoded data, 3 step checkpoints, best, metrics.jsonl."""
+    run = tmp_path_factory.mktemp("inspect") / "run"
+    tok = train_tokenizer(run / "tokenizer.json")
+    rng = np.random.default_rng(0)
+    write_split(
+        run / "data" / "train", {s: rng.integers(1, 30, 200).tolist() for s in ("src", "tgt")}
+    )
+    write_split(
+        run / "data" / "valid", {s: rng.integers(1, 30, 20).tolist() for s in ("src", "tgt")}
+    )
+    spec = ModelSpec("seq2seq", tok.get_vocab_size(), tok.get_vocab_size(), d_model=16, n_heads=2)
+    spec.d_ff, spec.encoder_layers, spec.decoder_layers = 32, 1, 1
+    torch.manual_seed(0)
+    model = build_model(spec)
+    history, lines = [], []
+    for step in range(5, 31, 5):
+        lines.append({"step": step, "epoch": step / 10, "split": "train", "loss": 5 - step / 10,
+                      "ppl": 100.0 / step, "lr": step * 1e-4, "tokens_per_s": 1000.0})  # fmt: skip
+        if step % 10 == 0:
+            rec = {"step": step, "epoch": step / 10, "split": "valid", "loss": 4 - step / 20,
+                   "bleu": {10: 3.0, 20: 9.5, 30: 8.0}[step], "chrf": step * 1.0}  # fmt: skip
+            history.append(rec)
+            lines.append(rec)
+            meta = {
+                "kind": "seq2seq",
+                "model": spec.to_dict(),
+                "recipe": recipe_mod.to_dict(recipe_mod.Recipe()),
+                "tokenizer": {"joint": True, "src": tok.to_str(), "tgt": tok.to_str()},
+                "step": step,
+                "epoch": step / 10,
+                "metrics": rec,
+                "best": {
+                    "metric": "bleu",
+                    "value": max(h["bleu"] for h in history),
+                    "step": 20 if step >= 20 else 10,
+                },  # fmt: skip
+                "history": list(history),
+                "hardware": {"device": "cpu", "processes": 1, "precision": "fp32", "name": ""},
+                "train_seconds": 3725.0 * step / 30,
+            }
+            path = ckpt.step_path(run, step)
+            ckpt.save_state(ckpt.state_path(path), {"step": step})
+            ckpt.save_checkpoint(path, model, meta)
+            if step == 20:
+                ckpt.link_best(path)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 3')
+    return run
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(cli, ["inspect", *args], catch_exceptions=False)
+    return result
+
+
+def test_run_dir_text_shows_best_checkpoint(run):
+    result = invoke(str(run))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "best.safetensors" in out and "step 20" in out
+    assert "shared with src_embed" in out and "generator" in out
+    assert "bleu 9.5 at step 20" in out
+    assert "20★" in out  # the best row of the validation history
+    assert "0:41:23" in out  # train_seconds of step 20 (2483 s) as h:mm:ss
+    assert "BPE" in out and "<mask>" in out
+    assert "last train record" in out
+
+
+def test_checkpoint_json_counts_parameters_from_header(run):
+    path = ckpt.step_path(run, 30)
+    result = invoke(str(path), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["what"] == "checkpoint" and doc["step"] == 30
+    model, _ = ckpt.load_model(path)
+    assert doc["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    by = {r["module"]: r for r in doc["parameters"]["by_module"]}
+    assert by["generator"]["parameters"] == 0 and by["generator"]["shared_with"] == "src_embed"
+    assert [r["module"] for r in doc["parameters"]["by_module"]][:3] == [
+        "src_embed",
+        "tgt_embed",
+        "encoder",
+    ]
+    assert doc["sizes"]["state_bytes"] > 0 and doc["sizes"]["weights_bytes"] == path.stat().st_size
+    assert doc["tokenizer"]["src"]["vocab_size"] == model.spec.src_vocab_size
+    assert doc["metrics_file"]["train_records"] == 6  # the cut-off last line is skipped
+    assert doc["model"]["d_model"] == 16
+
+
+def test_latest_flag_and_state_of_best(run):
+    doc = json.loads(invoke(str(run), "--latest", "--json").stdout)
+    assert doc["path"].endswith("step-00000030.safetensors")
+    assert doc["checkpoints"] == [f"step-{s:08d}.safetensors" for s in (10, 20, 30)]
+    best = json.loads(invoke(str(run), "--json").stdout)
+    assert best["sizes"]["state_bytes"] > 0  # found via step-00000020.state.pt
+
+
+def test_tokenizer_file(run):
+    result = invoke(str(run / "tokenizer.json"), "--json")
+    doc = json.loads(result.stdout)
+    vocab = Tokenizer.from_file(str(run / "tokenizer.json")).get_vocab_size()
+    assert doc["what"] == "tokenizer" and doc["vocab_size"] == vocab
+    assert doc["specials"][:5] == SPECIALS
+    text = invoke(str(run / "tokenizer.json")).output
+    assert "sample merges" in text or "merges" in text
+
+
+def test_split_histogram(run):
+    result = invoke(str(run / "data" / "train"))
+    assert result.exit_code == 0, result.output
+    assert "200" in result.output and "█" in result.output and "too_long 2" in result.output
+    doc = json.loads(invoke(str(run / "data" / "train"), "--json").stdout)
+    assert sum(doc["histogram"]["src"]["counts"]) == 200
+    assert doc["num_tokens"]["src"] == int(np.fromfile(run / "data/train/src.idx", "<i8")[-1])
+
+
+def test_data_dir_lists_splits(run):
+    doc = json.loads(invoke(str(run / "data"), "--json").stdout)
+    assert sorted(doc["splits"]) == ["train", "valid"]
+    assert "valid" in invoke(str(run / "data")).output
+
+
+def test_run_without_checkpoints(run, tmp_path):
+    fresh = tmp_path / "fresh"
+    train_tokenizer(fresh / "tokenizer.json")
+    doc = json.loads(invoke(str(fresh), "--json").stdout)
+    assert doc["what"] == "run" and "tokenizer.json" in doc["tokenizers"]
+
+
+def test_plot_writes_png(run, tmp_path):
+    out = tmp_path / "curves.png"
+    result = invoke(str(run), "--plot", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_unknown_and_missing_paths(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    for target in (tmp_path / "notes.txt", tmp_path / "missing", tmp_path):
+        result = CliRunner().invoke(cli, ["inspect", str(target)])
+        assert result.exit_code != 0
+        assert "not a checkpoint" in str(result.exception) or "no such file" in str(
+            result.exception
+        )
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "notes.txt"), "--plot", "x.png"])
+    assert "not a checkpoint" in str(result.exception)
