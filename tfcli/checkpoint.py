@@ -584,7 +584,7 @@ def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dic
         for key in ("model", "tokenizer"):
             if meta.get(key) != meta0.get(key):
                 raise CheckpointError(
-                    f"cannot average {paths[0].name} and {p}: different {key} "
+                    f"cannot average {paths[0]} and {p}: different {key} "
                     f"({_first_diff(meta0.get(key), meta.get(key))}); average checkpoints of one run"
                 )
         if shapes != shapes0 or aliases != aliases0:
@@ -592,7 +592,7 @@ def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dic
                 k for k in shapes if shapes[k] != shapes0.get(k)
             ]
             raise CheckpointError(
-                f"cannot average {paths[0].name} and {p}: tensors differ ({', '.join(names[:3])})"
+                f"cannot average {paths[0]} and {p}: tensors differ ({', '.join(names[:3])})"
             )
     sums: dict[str, torch.Tensor] = {}
     for p in paths:
