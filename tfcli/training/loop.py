@@ -1,0 +1,634 @@
+"""The one training loop, shared by `tfcli train` (seq2seq) and `tfcli pretrain-mlm` (MLM).
+
+What changes between the two lives behind the `Objective` protocol (batches, loss, validation);
+everything else is here: device and precision, gradient accumulation, clipping, the schedule,
+stopping rules, evaluation, checkpoints, resume, and the faults a long run meets.
+
+Loss scale. `Objective.loss` returns a summed loss; the loop back-propagates the sum for each
+micro-batch, then multiplies the gradients once by 1 / (non-pad target tokens over all the
+accumulated batches and ranks), so an update is the per-token mean however the tokens fell into
+batches (fairseq's convention). Clipping folds into the same multiply.
+
+Host syncs. Nothing in an update reads a device value on the host: losses, norms and the
+non-finite flag accumulate on the device and are read every `train.log_every` updates. A
+non-finite gradient skips its update inside the fused optimizer (its `found_inf` input), so
+skipping costs no sync either. On CPU, where a read is free, the flag is checked every update.
+
+Resume. The training state saved beside each checkpoint holds the optimizer, the schedule, the
+position in the epoch's batch list and every RNG state (torch, CUDA, numpy, python) per rank;
+batch lists are a pure function of (seed, epoch), so a resumed run replays exactly the batches
+and dropout masks the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from tfcli import checkpoint as ckpt
+from tfcli import console
+from tfcli.errors import CheckpointError, TrainingError
+from tfcli.recipe import Precision, Recipe
+from tfcli.training import distributed
+from tfcli.training.display import Display, MetricsLog
+from tfcli.training.optim import build_optimizer, build_scheduler
+
+
+class Objective(Protocol):
+    """What one kind of training contributes to the loop (see docs/ARCHITECTURE.md)."""
+
+    kind: str  # "seq2seq" | "mlm"
+    primary_metric: str  # a key of evaluate()'s dict
+    higher_is_better: bool
+    budget_knob: str  # recipe key sizing a batch, named in out-of-memory errors
+
+    def train_batches(self, epoch: int, rank: int, world: int) -> list[Any]: ...
+
+    def collate(self, batch: Any) -> dict[str, Any]: ...
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]: ...
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every training state and restored by --resume."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0  # current epoch (0-based)
+    pos: int = 0  # micro-batches of the current epoch already consumed (this rank)
+    train_seconds: float = 0.0
+    best: dict | None = None  # {"metric", "value", "step"}
+    bad_evals: int = 0  # evaluations since the best (early-stopping patience)
+    history: list = field(default_factory=list)  # validation records
+    stopped: str = ""
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _amp_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where asked (auto: on CUDA GPUs that support it), else plain fp32."""
+    if precision is Precision.BF16:
+        return torch.bfloat16
+    if precision is Precision.AUTO and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def _recipe_value(recipe: Recipe, dotted: str) -> Any:
+    node: Any = recipe
+    for part in dotted.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
+class _Stream:
+    """Micro-batch descriptors across epochs; `progress.(epoch, pos)` is where the next comes from."""
+
+    def __init__(self, objective: Objective, d: distributed.Dist, max_epochs: int, p: Progress):
+        self.objective, self.d, self.max_epochs, self.p = objective, d, max_epochs, p
+        self.batches: list[Any] = []
+        self.loaded = -1
+
+    def _load(self) -> None:
+        if self.loaded == self.p.epoch:
+            return
+        batches = self.objective.train_batches(self.p.epoch, self.d.rank, self.d.world)
+        if self.d.enabled:  # ranks must run the same number of steps or DDP hangs
+            batches = batches[: min(self.d.gather(len(batches)))]
+        if not batches:
+            raise TrainingError(
+                f"epoch {self.p.epoch + 1} has no training batches: the encoded training split is "
+                "empty, or smaller than the number of processes; check the data section"
+            )
+        self.batches, self.loaded = batches, self.p.epoch
+
+    def take(self, n: int) -> list[Any]:
+        """Up to n descriptors; fewer (or none) once max_epochs is reached."""
+        out: list[Any] = []
+        while len(out) < n and not (self.max_epochs and self.p.epoch >= self.max_epochs):
+            self._load()
+            if self.p.pos >= len(self.batches):
+                self.p.epoch, self.p.pos = self.p.epoch + 1, 0
+                continue
+            out.append(self.batches[self.p.pos])
+            self.p.pos += 1
+        return out
+
+    def epoch_progress(self) -> float:
+        """Epochs done as a fraction (2.25 = a quarter into the third)."""
+        n = len(self.batches) if self.loaded == self.p.epoch else 0
+        return round(self.p.epoch + (self.p.pos / n if n else 0.0), 4)
+
+
+class _Acc:
+    """Per-log-interval sums, kept on the device so that updating them never syncs."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+        zero = torch.zeros((), device=device)
+        self.consec, self.worst, self.unchecked = zero.clone(), zero.clone(), zero.clone()
+
+    def reset(self) -> None:
+        zero = torch.zeros((), device=self.device)
+        self.loss, self.nll, self.tokens, self.norm = (zero.clone() for _ in range(4))
+        self.skipped = zero.clone()
+        self.throughput: float | torch.Tensor = 0.0
+        self.updates = 0
+        self.t0 = time.monotonic()
+
+    def add(self, loss, nll, tokens, throughput, norm, bad) -> None:
+        self.loss += torch.where(bad, 0.0, loss)
+        self.nll += torch.where(bad, 0.0, nll)
+        self.tokens += torch.where(bad, 0.0, tokens)
+        self.norm += torch.where(bad, 0.0, norm)
+        self.skipped += bad
+        self.unchecked += bad
+        self.consec = (self.consec + 1) * bad  # run length of non-finite updates
+        self.worst = torch.maximum(self.worst, self.consec)
+        self.throughput = self.throughput + throughput
+        self.updates += 1
+
+
+# --- the trainer -----------------------------------------------------------------------------
+
+
+class Trainer:
+    """One training run: set up by __init__, optionally `resume()`d, then `run()`."""
+
+    def __init__(
+        self, recipe: Recipe, model: torch.nn.Module, objective: Objective, meta_base: dict
+    ):
+        self.recipe, self.cfg, self.objective = recipe, recipe.train, objective
+        self.meta_base = meta_base
+        self.run_dir = Path(recipe.run_dir)
+        self.dist = distributed.setup(self.cfg.device)
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(model, recipe.optim)
+        self.scheduler = build_scheduler(self.optimizer, recipe.optim, self.cfg.max_steps)
+        self.fused = bool(self.optimizer.defaults.get("fused"))
+        self.amp = _amp_dtype(self.cfg.precision, self.device)
+        self.p = Progress()
+        self.resumed_from: Path | None = None
+        self.stop_signal = 0
+        self.last_eval = self.last_save = -1
+        self.metrics: dict = {}  # latest validation record
+        self.best_at_step = -1  # step whose evaluation set a new best
+        self.last_checkpoint: Path | None = None
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers of bf16 autocast
+            torch.backends.cudnn.allow_tf32 = True
+        distributed.seed_all(self.cfg.seed, self.dist.rank)
+
+    # --- resume ----------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Load the latest checkpoint that has its training state; fall back to older ones."""
+        found = None
+        for path in reversed(ckpt.list_checkpoints(self.run_dir)):
+            try:
+                found = (path, ckpt.load_state(ckpt.state_path(path)))
+                break
+            except CheckpointError as e:
+                if self.dist.main:
+                    console.warn(f"skipping {path.name} for --resume: {e}")
+        if found is None:
+            raise TrainingError(
+                f"--resume: no checkpoint with training state in {self.run_dir / 'checkpoints'}; "
+                "start without --resume (add --force to overwrite the run dir)"
+            )
+        path, state = found
+        weights, _ = ckpt.load_state_dict(path, device=self.device)
+        try:
+            self.model.load_state_dict(weights, strict=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise TrainingError(
+                f"--resume: {path.name} does not fit the model/optimizer this recipe builds "
+                f"({first}); resume with the recipe it was trained with ({self.run_dir}/recipe.yaml)"
+            ) from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.p = Progress(**state["progress"])
+        self.p.stopped = ""
+        rngs = state.get("rng", [])
+        if len(rngs) == self.dist.world:
+            distributed.set_rng_state(rngs[self.dist.rank], self.device)
+        else:
+            distributed.seed_all(self.cfg.seed + self.p.step, self.dist.rank)
+            if self.dist.main:
+                console.warn(
+                    f"resuming on {self.dist.world} process(es) from a run on {len(rngs)}: batches "
+                    "and dropout will differ from an uninterrupted run"
+                )
+        self.resumed_from = path
+        self.last_eval = self.last_save = self.p.step
+        if self.p.history:
+            self.metrics = self.p.history[-1]
+
+    # --- one update ------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        pin = self.device.type == "cuda"
+        return {
+            k: (v.pin_memory().to(self.device, non_blocking=True) if pin else v.to(self.device))
+            if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+        }  # fmt: skip
+
+    def _update(self, micro: list[Any], deadline: float | None) -> bool:
+        """Forward/backward over the micro-batches, one optimizer step.
+
+        Returns whether to stop after it (a signal arrived, or time is up, on any rank).
+        """
+        tokens: Any = 0
+        throughput: Any = 0
+        loss_sum = nll_sum = None
+        for i, desc in enumerate(micro):
+            batch = self._to_device(self.objective.collate(desc))
+            defer = self.dist.enabled and i < len(micro) - 1  # all-reduce once, on the last
+            with self.ddp.no_sync() if defer else nullcontext():
+                with self._autocast():
+                    loss, stats = self.objective.loss(self.net, batch)
+                loss.backward()
+            loss = loss.detach()
+            nll = stats.get("nll", loss)
+            nll = nll.detach() if isinstance(nll, torch.Tensor) else nll
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            nll_sum = nll if nll_sum is None else nll_sum + nll
+            tokens = tokens + stats["tokens"]
+            throughput = throughput + stats.get("throughput", stats["tokens"])
+        want_stop = bool(self.stop_signal) or (
+            deadline is not None and time.monotonic() >= deadline
+        )
+        total, stop = self._agree(tokens, want_stop)
+        norm, bad = self._normalise_and_clip(total)
+        if self.fused:
+            self.optimizer.found_inf = bad.float()  # the kernel skips the update on the device
+            self.optimizer.step()
+        elif not bad.item():
+            self.optimizer.step()
+        self.lr = self.scheduler.get_last_lr()[0]  # the rate this update used
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.acc.add(loss_sum, nll_sum, tokens, throughput, norm, bad)
+        return stop
+
+    def _agree(self, tokens: Any, want_stop: bool) -> tuple[Any, bool]:
+        """Sum the normaliser over ranks and learn whether any rank wants to stop."""
+        if not self.dist.enabled:
+            return tokens, want_stop
+        import torch.distributed as tdist
+
+        if isinstance(tokens, torch.Tensor):
+            tokens = tokens.detach().clone().float()
+            tdist.all_reduce(tokens)
+            (stop,) = self.dist.sum([float(want_stop)])
+            return tokens, stop > 0
+        total, stop = self.dist.sum([float(tokens), float(want_stop)])
+        return total, stop > 0
+
+    def _normalise_and_clip(self, total: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the summed loss -> of the per-token mean, clipped; one multiply.
+
+        Returns the (unclipped) global gradient norm and a flag: it is not finite.
+        """
+        grads = [p.grad for p in self.params if p.grad is not None]
+        # DDP already averaged over ranks; undo that and divide by all ranks' tokens instead.
+        if isinstance(total, torch.Tensor):
+            scale: Any = self.dist.world / total.clamp(min=1)
+        else:
+            scale = self.dist.world / max(float(total), 1.0)
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True) * scale
+        clip = self.recipe.optim.clip_norm
+        coef = scale * (clip / (norm + 1e-6)).clamp(max=1.0) if clip > 0 else scale
+        torch._foreach_mul_(grads, coef)
+        return norm, ~torch.isfinite(norm)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        cfg, p = self.cfg, self.p
+        self.net = self.ddp = distributed.wrap(self.model, self.dist)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.net.train()
+        self.stream = _Stream(self.objective, self.dist, cfg.max_epochs, p)
+        self.log = MetricsLog(
+            self.run_dir, self.dist.main, cfg.tensorboard,
+            p.step if self.resumed_from is not None else None,
+        )  # fmt: skip
+        self.acc = _Acc(self.device)
+        start, base = time.monotonic(), p.train_seconds
+        deadline = start + cfg.max_minutes * 60 - base if cfg.max_minutes > 0 else None
+        display = Display(self.dist.main, cfg.max_steps, p.step)
+        if self.resumed_from is not None and self.dist.main:
+            console.step(f"resuming from {self.resumed_from} (step {p.step})")
+        try:
+            with _signals(self), display:
+                self.display = display
+                while True:
+                    if cfg.max_steps and p.step >= cfg.max_steps:
+                        p.stopped = "max_steps"
+                        break
+                    micro = self.stream.take(cfg.accumulate)
+                    if not micro:
+                        p.stopped = "max_epochs"
+                        break
+                    try:
+                        stop = self._update(micro, deadline)
+                    except Exception as e:
+                        if _is_oom(e):
+                            raise TrainingError(self._oom_message(micro)) from None
+                        raise
+                    p.step += 1
+                    p.train_seconds = base + time.monotonic() - start
+                    self._after_update(deadline)
+                    if stop:
+                        p.stopped = "interrupted" if self.stop_signal else "max_minutes"
+                        if self.dist.enabled and not self.stop_signal:
+                            p.stopped = "stopped"  # another rank was signalled or timed out
+                        break
+                    if p.stopped:  # early stopping decided at an evaluation
+                        break
+                self._finish()
+        finally:
+            self.log.close()
+        return self._summary()
+
+    def _after_update(self, deadline: float | None) -> None:
+        cfg, step = self.cfg, self.p.step
+        lr = self.lr
+        self.display.advance(step, self.stream.epoch_progress(), lr, deadline)
+        if self.device.type == "cpu" or step % cfg.log_every == 0:
+            self._check_health()
+        if step % cfg.log_every == 0:
+            self._log_train(lr, deadline)
+        evaluated = step % cfg.eval_every == 0
+        if evaluated:
+            self._evaluate()
+        if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and evaluated):
+            self._save()
+        elif evaluated and self.best_at_step == step:
+            self._save_best_only()
+        if evaluated or step == self.last_save:
+            self.acc.t0 = time.monotonic()  # keep validation and saving out of tokens/s
+
+    def _finish(self) -> None:
+        """At the end: evaluate (unless interrupted) and save, once, if not already done."""
+        p = self.p
+        if p.step == 0 or p.step == self.last_save:
+            return
+        if p.stopped != "interrupted" and self.last_eval != p.step:
+            self._evaluate()
+        self._save()
+
+    # --- health, logs, evaluation ----------------------------------------------------------
+
+    def _check_health(self) -> None:
+        """Warn about skipped (non-finite) updates; too many in a row is a TrainingError."""
+        unchecked, worst, consec = (int(x) for x in torch.stack(
+            [self.acc.unchecked, self.acc.worst, self.acc.consec]).tolist())  # fmt: skip
+        if not unchecked:
+            return
+        self.acc.unchecked.zero_()
+        self.acc.worst.copy_(self.acc.consec)
+        limit = self.cfg.max_nan_steps
+        if self.dist.main:
+            console.warn(
+                f"step {self.p.step}: {unchecked} update(s) skipped since the last check "
+                f"(non-finite loss or gradients; {consec} in a row now"
+                + (f", training stops at {limit})" if limit > 0 else ")")
+            )
+        if limit > 0 and worst >= limit:
+            last = self.last_checkpoint or (ckpt.list_checkpoints(self.run_dir) or [None])[-1]
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise TrainingError(
+                f"training diverged: {worst} updates in a row had a non-finite loss or gradients "
+                f"(train.max_nan_steps={limit}) by step {self.p.step}; {kept}; lower optim.lr, "
+                "raise optim.warmup_steps or set optim.clip_norm, then resume with --resume"
+            )
+
+    def _log_train(self, lr: float, deadline: float | None) -> None:
+        a = self.acc
+        vec = torch.stack([a.loss, a.nll, a.tokens, a.norm, a.skipped]).double()
+        thr = a.throughput
+        if isinstance(thr, torch.Tensor):
+            thr = thr.item()
+        if self.dist.enabled:
+            import torch.distributed as tdist
+
+            tdist.all_reduce(vec)
+            vec[3:] /= self.dist.world  # the norm and the skip flag are the same on every rank
+            (thr,) = self.dist.sum([float(thr)])
+        loss, nll, tokens, norm, skipped = vec.tolist()
+        good = max(a.updates - int(skipped), 1)
+        seconds = max(time.monotonic() - a.t0, 1e-9)
+        rec = {
+            "step": self.p.step, "epoch": self.stream.epoch_progress(), "split": "train",
+            "loss": loss / max(tokens, 1), "ppl": math.exp(min(nll / max(tokens, 1), 50.0)),
+            "lr": lr, "tokens_per_s": thr / seconds, "grad_norm": norm / good,
+            "skipped": int(skipped), "elapsed": round(self.p.train_seconds, 2),
+        }  # fmt: skip
+        self.log.write(rec)
+        self.display.train(rec, deadline)
+        a.reset()
+
+    def _evaluate(self) -> None:
+        """Validation on rank 0 (global RNG untouched); best and patience; agree on stopping."""
+        p, stop = self.p, 0.0
+        self.last_eval = p.step
+        if self.dist.main:
+            rng = distributed.rng_state(self.device)
+            self.model.eval()
+            try:
+                with torch.no_grad(), self._autocast():
+                    metrics = self.objective.evaluate(self.model)
+            finally:
+                self.model.train()
+                distributed.set_rng_state(rng, self.device)
+            rec = {"step": p.step, "epoch": self.stream.epoch_progress(), "split": "valid"}
+            rec.update(metrics)
+            p.history.append(rec)
+            self.metrics = rec
+            stop = float(self._update_best(rec))
+            self.log.write(rec)
+            self.display.valid(rec, p.best)
+        if self.dist.sum([stop])[0] > 0:
+            p.stopped = "patience"
+
+    def _update_best(self, rec: dict) -> bool:
+        """Track the best primary metric; True when patience has run out."""
+        p, name = self.p, self.objective.primary_metric
+        value = rec.get(name)
+        if value is None:  # no validation data: nothing to compare, patience does not run
+            return False
+        if p.best is None or not math.isfinite(p.best["value"]):
+            improved = math.isfinite(value)
+        elif self.objective.higher_is_better:
+            improved = value > p.best["value"]
+        else:
+            improved = value < p.best["value"]
+        if improved:
+            p.best = {"metric": name, "value": float(value), "step": p.step}
+            p.bad_evals = 0
+            self.best_at_step = p.step
+            return False
+        p.bad_evals += 1
+        return self.cfg.patience > 0 and p.bad_evals >= self.cfg.patience
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        p = self.p
+        hardware = {
+            "device": self.device.type, "processes": self.dist.world,
+            "precision": "bf16" if self.amp is torch.bfloat16 else "fp32",
+            "name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "",
+        }  # fmt: skip
+        return {
+            **self.meta_base, "step": p.step, "epoch": self.stream.epoch_progress(),
+            "metrics": self.metrics, "best": p.best, "history": p.history,
+            "hardware": hardware, "train_seconds": round(p.train_seconds, 2),
+        }  # fmt: skip
+
+    def _save(self) -> None:
+        """step-N.state.pt, then step-N.safetensors (whose presence marks a complete checkpoint),
+        then best and pruning. Every rank's RNG state goes into rank 0's file."""
+        self._check_health()  # never checkpoint past a divergence the host has not seen yet
+        rngs = self.dist.gather(distributed.rng_state(self.device))
+        p = self.p
+        self.last_save = p.step
+        if self.dist.main:
+            path = ckpt.step_path(self.run_dir, p.step)
+            progress = {k: getattr(p, k) for k in Progress.__dataclass_fields__}
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "progress": progress,
+                "rng": rngs,
+            }
+            ckpt.save_state(ckpt.state_path(path), state)
+            try:
+                ckpt.save_checkpoint(path, self.model, self._meta())
+            except BaseException:
+                ckpt.state_path(path).unlink(missing_ok=True)  # no orphan state without weights
+                raise
+            self.last_checkpoint = path
+            if self.best_at_step == p.step:
+                ckpt.link_best(path)
+            ckpt.prune(self.run_dir, self.cfg.keep_last)
+        self.dist.barrier()
+
+    def _save_best_only(self) -> None:
+        """A new best at a step that is not a save step (train.save_every set)."""
+        if self.dist.main:
+            best = self.run_dir / "checkpoints" / ckpt.BEST_NAME
+            ckpt.save_checkpoint(best, self.model, self._meta())
+
+    def _oom_message(self, micro: list[Any]) -> str:
+        knob = self.objective.budget_knob
+        value = _recipe_value(self.recipe, knob)
+        hint = f"try {knob}={max(1, value // 2)}" if isinstance(value, int) else f"lower {knob}"
+        return (
+            f"out of {self.device.type} memory at step {self.p.step + 1}; a batch is sized by "
+            f"{knob} (now {value}): {hint} and double train.accumulate to keep the same "
+            "effective batch, or train a smaller model"
+        )
+
+    def _summary(self) -> dict:
+        p = self.p
+        best_path = self.run_dir / "checkpoints" / ckpt.BEST_NAME
+        steps = ckpt.list_checkpoints(self.run_dir) if self.dist.main else []
+        return {
+            "steps": p.step,
+            "epochs": self.stream.epoch_progress(),
+            "train_seconds": p.train_seconds,
+            "stopped": p.stopped,
+            "signal": self.stop_signal,
+            "best": p.best,
+            "metrics": self.metrics,
+            "last_checkpoint": steps[-1] if steps else None,
+            "best_checkpoint": best_path if best_path.is_file() else None,
+            "run_dir": self.run_dir,
+            "rank": self.dist.rank,
+        }
+
+
+class _signals:
+    """Ctrl-C / SIGTERM: finish the current update, save, stop. A second Ctrl-C aborts at once."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.old: dict = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        t = self.trainer
+        if t.stop_signal:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        t.stop_signal = signum
+        if t.dist.main:
+            console.warn(
+                f"{signal.Signals(signum).name}: finishing this update and saving a checkpoint; "
+                "press Ctrl-C again to abort without saving"
+            )
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, self._handle)
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def train(
+    recipe: Recipe,
+    model: torch.nn.Module,
+    objective: Objective,
+    meta_base: dict,
+    *,
+    resume: bool = False,
+) -> dict:
+    """Train `model` on `objective` under `recipe.train`; write checkpoints and metrics.jsonl.
+
+    `meta_base` (kind, model spec, recipe, tokenizer) goes into every checkpoint's metadata.
+    With `resume`, continue from the latest checkpoint of `recipe.run_dir` that has its training
+    state. Returns a summary: steps, epochs, train_seconds, stopped ("max_steps", "max_epochs",
+    "max_minutes", "patience", "interrupted"), signal, best, metrics (last validation),
+    last_checkpoint, best_checkpoint, run_dir, rank.
+    """
+    trainer = Trainer(recipe, model, objective, meta_base)
+    try:
+        if resume:
+            trainer.resume()
+        return trainer.run()
+    finally:
+        trainer.dist.close()
