@@ -1,0 +1,158 @@
+"""The translation objective for the shared training loop (tfcli.training.loop).
+
+Batches come from `dataset.TokenBudgetSampler` over the encoded training split: pairs of similar
+length together, at most `train.max_tokens` padded tokens per batch (source or target side,
+whichever is longer), reshuffled each epoch from (seed, epoch), sharded by rank. The loop holds
+only index arrays; `collate` builds the padded tensors when a batch is used.
+
+The loss is label-smoothed cross-entropy over the non-pad target tokens, summed (the loop
+divides by the token count over all accumulated batches and ranks). Smoothing follows PyTorch's
+`cross_entropy(label_smoothing=eps)`: (1 - eps) * NLL + eps * mean over the vocabulary of
+-log p. The NLL alone is returned too, for perplexity.
+
+Validation reports the smoothed loss (comparable to the training loss), the NLL per token, its
+perplexity, and, with `train.eval_bleu`, BLEU and chrF (sacreBLEU) of greedy translations of
+the first `train.eval_max_sentences` validation pairs, detokenized by the target tokenizer. The
+references are the encoded validation targets decoded the same way, so the score is computed on
+the tokenizer's normalised text (it can differ slightly from `tfcli decode --reference`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tfcli.dataset import TokenBudgetSampler, collate_parallel, parallel_costs
+from tfcli.errors import DataError
+from tfcli.tokenizer import PAD
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from tfcli.dataset import ParallelData
+    from tfcli.recipe import Recipe
+
+
+def label_smoothed_nll(
+    logits: torch.Tensor, target: torch.Tensor, eps: float, pad_id: int = PAD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed (smoothed loss, NLL) over the non-pad positions of `target`.
+
+    logits (B, T, V) any float dtype (computed in fp32), target (B, T) ids. Equal to
+    `F.cross_entropy(..., label_smoothing=eps, ignore_index=pad_id, reduction="sum")`.
+    """
+    keep = target != pad_id  # (B, T)
+    lprobs = F.log_softmax(logits[keep].float(), dim=-1)  # (N, V): padding never reaches softmax
+    nll = -lprobs.gather(-1, target[keep].unsqueeze(-1)).sum()
+    if eps == 0.0:
+        return nll, nll.detach()
+    smooth = -lprobs.mean(dim=-1).sum()
+    return (1.0 - eps) * nll + eps * smooth, nll.detach()
+
+
+class Seq2SeqObjective:
+    """Teacher-forced translation loss; validation loss, perplexity, BLEU and chrF."""
+
+    kind = "seq2seq"
+    budget_knob = "train.max_tokens"
+
+    def __init__(
+        self,
+        train: ParallelData,
+        valid: ParallelData | None,
+        recipe: Recipe,
+        tgt_tokenizer: Tokenizer | None = None,
+    ) -> None:
+        cfg = recipe.train
+        if len(train) == 0:
+            raise DataError("the encoded training split is empty; check data.src / data.tgt")
+        self.train = train
+        self.valid = valid if valid is not None and len(valid) else None
+        self.eps = cfg.label_smoothing
+        self.decode_cfg = recipe.decode
+        self.max_tokens = cfg.max_tokens
+        self.eval_max = cfg.eval_max_sentences
+        self.tgt_tokenizer = tgt_tokenizer
+        self.bleu = bool(cfg.eval_bleu and self.valid is not None and tgt_tokenizer is not None)
+        self.primary_metric = "bleu" if self.bleu else "loss"
+        self.higher_is_better = self.bleu
+        self.sampler = TokenBudgetSampler(parallel_costs(train), cfg.max_tokens, cfg.seed)
+
+    # --- training --------------------------------------------------------------------------
+
+    def train_batches(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+        """This rank's index arrays for `epoch`; a pure function of (seed, epoch, rank, world)."""
+        return self.sampler.epoch_batches(epoch, rank, world)
+
+    def collate(self, batch: np.ndarray) -> dict[str, Any]:
+        return _collate(self.train, batch)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+        """Summed label-smoothed loss of one batch; tokens = non-pad target tokens (</s> included)."""
+        tgt = batch["tgt"]
+        logits = model(batch["src"], tgt[:, :-1])  # (B, T-1, V): tgt_in = <s> ids
+        loss, nll = label_smoothed_nll(logits, tgt[:, 1:], self.eps)  # tgt_out = ids </s>
+        return loss, {"tokens": batch["tokens"], "nll": nll, "throughput": batch["throughput"]}
+
+    # --- validation ------------------------------------------------------------------------
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """{"loss", "nll", "ppl"[, "bleu", "chrf"]} on the validation split ({} without one)."""
+        if self.valid is None:
+            return {}
+        device = next(model.parameters()).device
+        loss_sum = nll_sum = tokens = 0.0
+        costs = parallel_costs(self.valid)
+        for idx in TokenBudgetSampler(costs, self.max_tokens, 0, shuffle=False).epoch_batches(0):
+            b = _collate(self.valid, idx)
+            loss, stats = self.loss(model, {k: _to(v, device) for k, v in b.items()})
+            loss_sum += float(loss)
+            nll_sum += float(stats["nll"])
+            tokens += b["tokens"]
+        tokens = max(tokens, 1.0)
+        out = {"loss": loss_sum / tokens, "nll": nll_sum / tokens}
+        out["ppl"] = math.exp(min(out["nll"], 50.0))  # capped: a diverged model must not overflow
+        if self.bleu:
+            out.update(self._bleu(model, device))
+        return out
+
+    def _bleu(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from tfcli.decoding import greedy
+        from tfcli.metrics import bleu_chrf
+
+        n = len(self.valid) if self.eval_max <= 0 else min(self.eval_max, len(self.valid))
+        costs = parallel_costs(self.valid)[:n]
+        d = self.decode_cfg
+        hyps: list[list[int]] = [[] for _ in range(n)]
+        sampler = TokenBudgetSampler(costs, d.max_tokens, 0, shuffle=False)
+        for idx in sampler.epoch_batches(0):
+            src = collate_parallel(self.valid, idx)["src"].to(device)
+            out = greedy(
+                model, src, max_len_a=d.max_len_a, max_len_b=d.max_len_b, min_len=d.min_len
+            )
+            for i, ids in zip(idx.tolist(), out, strict=True):
+                hyps[i] = ids
+        tok = self.tgt_tokenizer
+        refs = [self.valid.tgt[i].tolist() for i in range(n)]
+        scores = bleu_chrf(
+            tok.decode_batch(hyps, skip_special_tokens=True),
+            tok.decode_batch(refs, skip_special_tokens=True),
+        )
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+
+def _collate(data: ParallelData, idx: np.ndarray) -> dict[str, Any]:
+    """collate_parallel plus host-side counts, so the loop never reads them from the device."""
+    b = collate_parallel(data, idx)
+    tokens = int((b["tgt"][:, 1:] != PAD).sum())
+    b["tokens"] = tokens
+    b["throughput"] = tokens + int((b["src"] != PAD).sum())
+    return b
+
+
+def _to(v: Any, device: torch.device) -> Any:
+    return v.to(device) if isinstance(v, torch.Tensor) else v
