@@ -1,0 +1,209 @@
+"""Text in, text out: streaming translation and fill-mask over lines, in input order.
+
+Lines are read in chunks; each chunk is tokenized at once (the Rust tokenizer runs in parallel),
+sorted by length, cut into batches of at most `max_tokens` padded source tokens, searched, and
+handed back in input order before the next chunk is read. Memory stays bounded by the chunk,
+whatever the input size, and the first outputs appear after one chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+import torch
+from torch import Tensor
+
+from tfcli.decoding._common import Hypothesis, model_device
+from tfcli.decoding.beam import beam_search
+from tfcli.decoding.fill_mask import fill_mask
+from tfcli.decoding.greedy import greedy_hypotheses
+from tfcli.decoding.sampling import sample_hypotheses
+from tfcli.recipe import DecodeConfig, SearchMode
+from tfcli.tokenizer import BOS, EOS, MASK, PAD
+
+
+@dataclass
+class Translation:
+    """One input line and its hypotheses (best first; `texts[i]` detokenizes `hypotheses[i]`)."""
+
+    index: int  # 0-based position in the input
+    source: str
+    src_ids: list[int]  # with the final </s>
+    hypotheses: list[Hypothesis]
+    texts: list[str]
+
+
+@dataclass
+class Filled:
+    """One input line for fill-mask: per <mask>, (id, piece, probability) best first."""
+
+    index: int
+    source: str
+    ids: list[int]  # <s> ... </s>
+    candidates: list[list[tuple[int, str, float]]]
+    filled: str  # the line with every <mask> replaced by its best candidate
+
+
+@dataclass
+class Stats:
+    sentences: int = 0
+    output_tokens: int = 0  # best hypothesis of each sentence, </s> included
+    truncated: int = 0  # source lines cut to the model's max positions
+    extra: dict = field(default_factory=dict)
+
+
+def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length (longest first), cut so rows * longest <= max_tokens.
+
+    A single example longer than the budget still forms its own batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        if current and max(longest, lengths[i]) * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, lengths[i])
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad_batch(rows: list[list[int]], device: torch.device) -> Tensor:
+    """(B, S) LongTensor, right-padded with PAD."""
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), PAD, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out.to(device)
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(lines)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _max_source_tokens(model: torch.nn.Module) -> int:
+    spec = getattr(model, "spec", None)
+    return int(getattr(spec, "max_positions", 1 << 30))
+
+
+class Translator:
+    """A seq2seq model, its tokenizers and the decode settings, ready to translate lines."""
+
+    def __init__(self, model: torch.nn.Module, src_tok, tgt_tok, cfg: DecodeConfig) -> None:
+        self.model, self.src_tok, self.tgt_tok, self.cfg = model, src_tok, tgt_tok, cfg
+        self.device = model_device(model)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.stats = Stats()
+
+    def translate(self, lines: Iterable[str], chunk_size: int = 2000) -> Iterator[Translation]:
+        """Translations of `lines`, in input order, produced chunk by chunk."""
+        start = 0
+        for chunk in chunks(lines, chunk_size):
+            yield from self.translate_chunk(chunk, start)
+            start += len(chunk)
+
+    def encode(self, lines: list[str]) -> list[list[int]]:
+        """ids + [</s>] per line, cut to the model's positions (counted in stats.truncated)."""
+        limit = _max_source_tokens(self.model) - 1
+        out = []
+        for enc in self.src_tok.encode_batch(lines):
+            ids = enc.ids
+            if len(ids) > limit:
+                self.stats.truncated += 1
+                ids = ids[:limit]
+            out.append([*ids, EOS])
+        return out
+
+    def translate_chunk(self, lines: list[str], start: int = 0) -> list[Translation]:
+        src_ids = self.encode(lines)
+        hyps: list[list[Hypothesis]] = [[Hypothesis([], 0.0)] for _ in lines]
+        real = [i for i, line in enumerate(lines) if line.strip()]  # blank in, blank out
+        for batch in token_batches([len(src_ids[i]) for i in real], self.cfg.max_tokens):
+            rows = [real[j] for j in batch]
+            src = pad_batch([src_ids[i] for i in rows], self.device)
+            for i, h in zip(rows, self.search(src), strict=True):
+                hyps[i] = h
+        ids = [h.tokens for hs in hyps for h in hs]
+        texts = iter(self.tgt_tok.decode_batch(ids)) if ids else iter(())
+        out = []
+        for i, line in enumerate(lines):
+            out.append(
+                Translation(start + i, line, src_ids[i], hyps[i], [next(texts) for _ in hyps[i]])
+            )
+            self.stats.sentences += 1
+            self.stats.output_tokens += len(hyps[i][0].tokens) + 1
+        return out
+
+    def search(self, src: Tensor) -> list[list[Hypothesis]]:
+        """src (B, S) -> per sentence its hypotheses, best first, with the configured search."""
+        c = self.cfg
+        common = dict(
+            max_len_a=c.max_len_a, max_len_b=c.max_len_b, min_len=c.min_len,
+            no_repeat_ngram=c.no_repeat_ngram,
+        )  # fmt: skip
+        if c.mode is SearchMode.BEAM:
+            return beam_search(
+                self.model, src, beam_size=c.beam_size, length_penalty=c.length_penalty,
+                nbest=c.nbest, **common,
+            )  # fmt: skip
+        if c.mode is SearchMode.GREEDY:
+            return [[h] for h in greedy_hypotheses(self.model, src, **common)]
+        # sampling: nbest independent samples per sentence, each row repeated nbest times
+        n = c.nbest
+        flat = sample_hypotheses(
+            self.model, src.repeat_interleave(n, dim=0), temperature=c.temperature,
+            top_k=c.top_k, top_p=c.top_p, generator=self.generator, **common,
+        )  # fmt: skip
+        groups = [flat[i * n : (i + 1) * n] for i in range(src.size(0))]
+        return [sorted(g, key=lambda h: -h.score) for g in groups]
+
+
+class MaskFiller:
+    """A masked-LM and its tokenizer, ready to fill <mask> tokens in lines."""
+
+    def __init__(self, model: torch.nn.Module, tok, topk: int, max_tokens: int) -> None:
+        self.model, self.tok, self.topk, self.max_tokens = model, tok, topk, max_tokens
+        self.device = model_device(model)
+        self.stats = Stats()
+
+    def fill(self, lines: Iterable[str], chunk_size: int = 2000) -> Iterator[Filled]:
+        start = 0
+        for chunk in chunks(lines, chunk_size):
+            yield from self.fill_chunk(chunk, start)
+            start += len(chunk)
+
+    def fill_chunk(self, lines: list[str], start: int = 0) -> list[Filled]:
+        limit = _max_source_tokens(self.model) - 2
+        ids = []
+        for enc in self.tok.encode_batch(lines):
+            body = enc.ids
+            if len(body) > limit:
+                self.stats.truncated += 1
+                body = body[:limit]
+            ids.append([BOS, *body, EOS])
+        found: list[list[list[tuple[int, float]]]] = [[] for _ in lines]
+        with_mask = [i for i, row in enumerate(ids) if MASK in row]
+        for batch in token_batches([len(ids[i]) for i in with_mask], self.max_tokens):
+            rows = [with_mask[j] for j in batch]
+            result = fill_mask(
+                self.model, pad_batch([ids[i] for i in rows], self.device), self.topk
+            )
+            for i, cands in zip(rows, result, strict=True):
+                found[i] = cands
+        out = []
+        for i, line in enumerate(lines):
+            named = [[(t, self.tok.id_to_token(t), p) for t, p in cands] for cands in found[i]]
+            best = iter([cands[0][0] for cands in found[i]])
+            filled_ids = [next(best) if t == MASK else t for t in ids[i]]
+            filled = self.tok.decode(filled_ids) if found[i] else line
+            out.append(Filled(start + i, line, ids[i], named, filled))
+            self.stats.sentences += 1
+        return out
