@@ -40,7 +40,7 @@ class TransformerLayer(nn.Module):
         if cross_attend:
             self.cross_attn = MultiHeadedAttention(d_model, n_heads, attention_dropout, cross=True)
             self.cross_attn_norm = nn.LayerNorm(d_model)
-        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
+        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, activation)
         self.feed_forward_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
