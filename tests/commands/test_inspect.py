@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tfcli import checkpoint as ckpt
 from tfcli import recipe as recipe_mod
 from tfcli.cli import cli
+from tfcli.dataset import encode_parallel, encode_text, open_split
 from tfcli.model.build import build_model
 from tfcli.model.config import ModelSpec
 
@@ -30,29 +31,15 @@ def train_tokenizer(path: Path) -> Tokenizer:
     return tok
 
 
-def write_split(directory: Path, lengths: dict[str, list[int]]) -> None:
-    """An encoded split in the documented on-disk format (docs/ARCHITECTURE.md)."""
-    directory.mkdir(parents=True)
-    num_tokens, stats = {}, {}
-    for side, lens in lengths.items():
-        ids = np.concatenate([np.full(n, 7, dtype="<u2") for n in lens])
-        ids.tofile(directory / f"{side}.bin")
-        np.concatenate([[0], np.cumsum(lens)]).astype("<i8").tofile(directory / f"{side}.idx")
-        num_tokens[side] = int(sum(lens))
-        a = np.array(lens)
-        stats[side] = {"min": int(a.min()), "max": int(a.max()), "mean": float(a.mean())}
-        stats[side].update({f"p{q}": int(np.percentile(a, q)) for q in (50, 95, 99)})
-    meta = {
-        "format": "tfcli-ids",
-        "version": 1,
-        "kind": "parallel" if "src" in lengths else "text",
-        "dtype": "uint16",
-        "num_examples": len(next(iter(lengths.values()))),
-        "num_tokens": num_tokens,
-        "dropped": {"too_long": 2},
-        "lengths": stats,
-    }
-    (directory / "meta.json").write_text(json.dumps(meta))
+def write_corpus(directory: Path, n: int, seed: int) -> tuple[Path, Path]:
+    """Line-aligned source/target text of random lengths (1..30 words)."""
+    rng = np.random.default_rng(seed)
+    words = " ".join(TEXT[:3]).split()
+    paths = (directory / f"c{seed}.src", directory / f"c{seed}.tgt")
+    for p in paths:
+        lines = [" ".join(rng.choice(words, rng.integers(1, 31))) for _ in range(n)]
+        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +47,12 @@ def run(tmp_path_factory) -> Path:
     """A trained-looking run: tokenizer, encoded data, 3 step checkpoints, best, metrics.jsonl."""
     run = tmp_path_factory.mktemp("inspect") / "run"
     tok = train_tokenizer(run / "tokenizer.json")
-    rng = np.random.default_rng(0)
-    write_split(
-        run / "data" / "train", {s: rng.integers(1, 30, 200).tolist() for s in ("src", "tgt")}
-    )
-    write_split(
-        run / "data" / "valid", {s: rng.integers(1, 30, 20).tolist() for s in ("src", "tgt")}
-    )
+    tok_path = run / "tokenizer.json"
+    for split, n in (("train", 200), ("valid", 20)):
+        src, tgt = write_corpus(run.parent, n, seed=n)
+        out = run / "data" / split
+        encode_parallel([src], [tgt], tok_path, tok_path, out, max_len=25, show_progress=False)
+    encode_text([src], tok_path, run / "data" / "mono", show_progress=False)
     spec = ModelSpec("seq2seq", tok.get_vocab_size(), tok.get_vocab_size(), d_model=16, n_heads=2)
     spec.d_ff, spec.encoder_layers, spec.decoder_layers = 32, 1, 1
     torch.manual_seed(0)
@@ -158,7 +144,7 @@ def test_tokenizer_file(run):
     doc = json.loads(result.stdout)
     vocab = Tokenizer.from_file(str(run / "tokenizer.json")).get_vocab_size()
     assert doc["what"] == "tokenizer" and doc["vocab_size"] == vocab
-    assert doc["specials"][:5] == SPECIALS
+    assert doc["specials"][:5] == [f"{piece}={i}" for i, piece in enumerate(SPECIALS)]
     text = invoke(str(run / "tokenizer.json")).output
     assert "sample merges" in text or "merges" in text
 
@@ -166,15 +152,22 @@ def test_tokenizer_file(run):
 def test_split_histogram(run):
     result = invoke(str(run / "data" / "train"))
     assert result.exit_code == 0, result.output
-    assert "200" in result.output and "█" in result.output and "too_long 2" in result.output
+    data = open_split(run / "data" / "train")
+    assert f"{len(data):,}" in result.output and "█" in result.output
     doc = json.loads(invoke(str(run / "data" / "train"), "--json").stdout)
-    assert sum(doc["histogram"]["src"]["counts"]) == 200
-    assert doc["num_tokens"]["src"] == int(np.fromfile(run / "data/train/src.idx", "<i8")[-1])
+    assert sum(doc["histogram"]["src"]["counts"]) == doc["num_examples"] == len(data)
+    assert doc["dropped"] == data.meta["dropped"] and sum(doc["dropped"].values()) > 0  # max_len=25
+    assert doc["num_tokens"]["tgt"] == int(data.tgt.lengths.sum())
+    edges, counts = doc["histogram"]["tgt"]["edges"], doc["histogram"]["tgt"]["counts"]
+    expected = np.histogram(data.tgt.lengths, bins=edges)[0]  # right-open bins, the last closed
+    assert counts == expected.tolist()
+    mono = json.loads(invoke(str(run / "data" / "mono"), "--json").stdout)
+    assert mono["kind"] == "text" and list(mono["histogram"]) == ["text"]
 
 
 def test_data_dir_lists_splits(run):
     doc = json.loads(invoke(str(run / "data"), "--json").stdout)
-    assert sorted(doc["splits"]) == ["train", "valid"]
+    assert sorted(doc["splits"]) == ["mono", "train", "valid"]
     assert "valid" in invoke(str(run / "data")).output
 
 
@@ -203,3 +196,18 @@ def test_unknown_and_missing_paths(tmp_path):
         )
     result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "notes.txt"), "--plot", "x.png"])
     assert "not a checkpoint" in str(result.exception)
+
+
+def test_mlm_checkpoint(tmp_path):
+    spec = ModelSpec(
+        "mlm", 50, 50, d_model=16, n_heads=2, d_ff=32, encoder_layers=2, decoder_layers=0
+    )
+    torch.manual_seed(0)
+    model = build_model(spec)
+    path = tmp_path / "mlm.safetensors"
+    ckpt.save_checkpoint(path, model, {"kind": "mlm", "model": spec.to_dict(), "step": 3})
+    doc = json.loads(invoke(str(path), "--json").stdout)
+    by = {r["module"]: r for r in doc["parameters"]["by_module"]}
+    assert by["head"].get("shared_with") == "src_embed" and "decoder" not in by
+    assert doc["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    assert "mlm model, step 3" in invoke(str(path)).output

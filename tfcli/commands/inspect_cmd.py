@@ -42,6 +42,8 @@ def _fmt_seconds(s: float) -> str:
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
     return "-" if v is None else str(v)
 
 
@@ -57,7 +59,11 @@ def describe_tokenizer_json(data: dict) -> dict:
     summary = {
         "type": model.get("type", "?"),
         "vocab_size": len(pieces) + len(added),
-        "specials": [t["content"] for t in data.get("added_tokens") or [] if t.get("special")],
+        "specials": [
+            f"{t['content']}={t.get('id')}"
+            for t in data.get("added_tokens") or []
+            if t.get("special")
+        ],
         "normalizer": (data.get("normalizer") or {}).get("type"),
         "pre_tokenizer": (data.get("pre_tokenizer") or {}).get("type"),
     }
@@ -68,7 +74,8 @@ def describe_tokenizer_json(data: dict) -> dict:
     else:
         by_id = sorted(vocab.items(), key=lambda kv: kv[1]) if isinstance(vocab, dict) else None
         sample = [p for p, _ in by_id] if by_id else pieces
-        summary["sample_pieces"] = [p for p in sample if p not in summary["specials"]][:8]
+        specials = {t.get("content") for t in data.get("added_tokens") or [] if t.get("special")}
+        summary["sample_pieces"] = [p for p in sample if p not in specials][:8]
     return summary
 
 
@@ -189,7 +196,9 @@ def _checkpoint(path: Path, run_dir: Path | None) -> dict:
     tok = meta.get("tokenizer") or {}
     tokenizers = {}
     for side in ("src", "tgt"):
-        if isinstance(tok.get(side), str):
+        if side == "tgt" and tok.get("tgt") == tok.get("src") and "src" in tokenizers:
+            tokenizers["tgt"] = tokenizers["src"]  # joint: parse the (MB-sized) JSON once
+        elif isinstance(tok.get(side), str):
             tokenizers[side] = describe_tokenizer_json(json.loads(tok[side]))
     history = meta.get("history") or []
     out = {
