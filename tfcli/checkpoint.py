@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -179,6 +180,10 @@ def _write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata:
     """The safetensors layout: u64 header length, JSON header, then raw little-endian bytes."""
     import torch
 
+    if sys.byteorder != "little":  # the bytes are written as they sit in memory
+        raise CheckpointError(
+            "writing checkpoints needs a little-endian machine (safetensors format)"
+        )
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     names = sorted(tensors)
