@@ -424,7 +424,8 @@ def vocab_txt_path(path: Path) -> Path:
 _ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 
 
-def _readable(piece: str) -> str:
+def readable_piece(piece: str) -> str:
+    """A piece with tabs, newlines and other control characters escaped (\\u0009), for dumps."""
     # Control characters, tabs and newlines would break the one-piece-per-line layout.
     return _ESCAPE.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\u{ord(m[0]):04x}", piece)
 
@@ -435,7 +436,9 @@ def save_tokenizer(tok: Tokenizer, path: Path) -> None:
     with atomic_path(path) as tmp:
         tok.save(str(tmp), pretty=True)
     by_id = sorted(tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
-    atomic_write_text(vocab_txt_path(path), "".join(f"{i}\t{_readable(p)}\n" for p, i in by_id))
+    atomic_write_text(
+        vocab_txt_path(path), "".join(f"{i}\t{readable_piece(p)}\n" for p, i in by_id)
+    )
 
 
 def _component(obj: dict | None) -> str:
