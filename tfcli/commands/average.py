@@ -96,6 +96,4 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
     state, meta = ckpt.average_checkpoints(paths)
     ckpt.save_checkpoint(output, state, meta)
     size = output.stat().st_size / 2**20
-    console.success(
-        f"wrote {output} ({size:.1f} MB); decode it with: tfcli decode {output} --input FILE"
-    )
+    console.success(f"wrote {output} ({size:.2f} MiB); decode it with: tfcli decode {output}")

@@ -370,8 +370,9 @@ def _render_checkpoint(s: dict) -> None:
     spec = s.get("model") or {}
     head = f"[bold]{s['path']}[/]  {s.get('kind') or '?'} model, step {_fmt(s.get('step'))}"
     _show(head + (f", epoch {_fmt(s.get('epoch'))}" if s.get("epoch") is not None else ""))
-    vocab = f"{spec.get('src_vocab_size')} / {spec.get('tgt_vocab_size')}"
-    _kv("Model", {"vocab (src / tgt)": vocab, **{k: spec.get(k) for k in _SPEC_KEYS}})
+    if spec:
+        vocab = f"{spec.get('src_vocab_size')} / {spec.get('tgt_vocab_size')}"
+        _kv("Model", {"vocab (src / tgt)": vocab, **{k: spec.get(k) for k in _SPEC_KEYS}})
     p = s["parameters"]
     rows = [
         [r["module"], f"{r['parameters']:,}", r["tensors"], ",".join(r["dtypes"]),
