@@ -194,6 +194,10 @@ def test_unknown_and_missing_paths(tmp_path):
         assert "not a checkpoint" in str(result.exception) or "no such file" in str(
             result.exception
         )
+    state = tmp_path / "step-00000010.state.pt"
+    state.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["inspect", str(state)])
+    assert "training state, not weights; pass step-00000010.safetensors" in str(result.exception)
     result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "notes.txt"), "--plot", "x.png"])
     assert "not a checkpoint" in str(result.exception)
 

@@ -268,12 +268,12 @@ def _detect(path: Path, which: str) -> dict:
     else:
         if (path / "meta.json").is_file():
             return _split(path)
-        if path.name == "data" and any((p / "meta.json").is_file() for p in path.iterdir()):
-            return _data_dir(path)
         if (path / "checkpoints").is_dir() or ckpt.list_checkpoints(path):
             return _run_dir(path, which)
         if (path / ckpt.BEST_NAME).is_file() or any(path.glob("tokenizer*.json")):
             return _run_dir(path, which)
+        if any((p / "meta.json").is_file() for p in path.iterdir()):
+            return _data_dir(path)  # RUN_DIR/data, or any directory of encoded splits
     raise TfcliError(
         f"{path}: not a checkpoint (.safetensors), run directory, tokenizer.json or encoded "
         "split; pass one of those, e.g. tfcli inspect runs/demo-tiny"
