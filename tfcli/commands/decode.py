@@ -41,7 +41,7 @@ def _options(func: Any) -> Any:
         click.option("--top-k", type=click.IntRange(min=0), help="Sample among the k most likely tokens (0 = off)."),
         click.option("--top-p", type=float, help="Nucleus sampling mass (1.0 = off)."),
         click.option("--seed", type=int, help="Seed for sampling."),
-        click.option("--max-tokens", type=click.IntRange(min=1), help="Padded source tokens per batch."),
+        click.option("--max-tokens", type=click.IntRange(min=1), help="Batch budget: padded source tokens x beam (x samples)."),
         click.option("--topk", type=click.IntRange(min=1), help="Fill-mask: candidates shown per <mask>."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True, help="auto: CUDA (bf16 autocast), then MPS, then CPU."),
         click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True, help="text: plain lines; jsonl: hypotheses, scores and pieces per sentence."),

@@ -1,9 +1,10 @@
 """Text in, text out: streaming translation and fill-mask over lines, in input order.
 
 Lines are read in chunks; each chunk is tokenized at once (the Rust tokenizer runs in parallel),
-sorted by length, cut into batches of at most `max_tokens` padded source tokens, searched, and
-handed back in input order before the next chunk is read. Memory stays bounded by the chunk,
-whatever the input size, and the first outputs appear after one chunk.
+sorted by length, cut into batches of at most `max_tokens` padded source tokens times the beam
+(the decoder holds that many rows per sentence), searched, and handed back in input order before
+the next chunk is read. Memory stays bounded by the chunk, whatever the input size, and the first
+outputs appear after one chunk.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ class Translator:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.stats = Stats()
 
+    @property
+    def rows_per_sentence(self) -> int:
+        """Decoder rows one sentence occupies: the budget counts source tokens times this."""
+        if self.cfg.mode is SearchMode.BEAM:
+            return self.cfg.beam_size
+        return self.cfg.nbest if self.cfg.mode is SearchMode.SAMPLE else 1
+
     def translate(self, lines: Iterable[str], chunk_size: int = 2000) -> Iterator[Translation]:
         """Translations of `lines`, in input order, produced chunk by chunk."""
         start = 0
@@ -126,7 +134,9 @@ class Translator:
         src_ids = self.encode(lines)
         hyps: list[list[Hypothesis]] = [[Hypothesis([], 0.0)] for _ in lines]
         real = [i for i, line in enumerate(lines) if line.strip()]  # blank in, blank out
-        for batch in token_batches([len(src_ids[i]) for i in real], self.cfg.max_tokens):
+        for batch in token_batches(
+            [len(src_ids[i]) * self.rows_per_sentence for i in real], self.cfg.max_tokens
+        ):
             rows = [real[j] for j in batch]
             src = pad_batch([src_ids[i] for i in rows], self.device)
             for i, h in zip(rows, self.search(src), strict=True):
