@@ -34,7 +34,7 @@ class LazyGroup(click.Group):
         return [name for name, (module, _, _) in COMMANDS.items() if _module_exists(module)]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
+        if name not in COMMANDS or not _module_exists(COMMANDS[name][0]):
             return None
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
