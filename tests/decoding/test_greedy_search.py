@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import make_src, tiny_model
 
 from tfcli.decoding import greedy, greedy_hypotheses, max_lengths
+from tfcli.errors import TfcliError
 from tfcli.tokenizer import BOS, EOS, MASK, PAD
 
 LENGTHS = [3, 7, 1, 9, 5, 4, 8, 2]
@@ -89,3 +91,8 @@ def test_no_repeat_ngram_in_greedy():
 
 def test_empty_batch():
     assert greedy(tiny_model(), torch.zeros(0, 3, dtype=torch.long), max_len_a=1, max_len_b=1) == []
+
+
+def test_min_len_beyond_model_positions_is_one_clear_error():
+    with pytest.raises(TfcliError, match="lower --min-len"):
+        greedy(tiny_model(max_positions=6), make_src([3], 40), max_len_a=1, max_len_b=1, min_len=6)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from tfcli.errors import TfcliError
 from tfcli.tokenizer import BOS, EOS, MASK, PAD
 
 NEVER_GENERATED = (PAD, BOS, MASK)
@@ -42,6 +43,11 @@ def max_lengths(model: torch.nn.Module, src: Tensor, a: float, b: int, min_len: 
     max_positions = _max_positions(model)
     if max_positions:
         # <s> plus every output token but the final </s> are fed back as decoder inputs
+        if min_len > max_positions - 1:
+            raise TfcliError(
+                f"min_len {min_len} exceeds the longest output the model can produce "
+                f"({max_positions - 1} tokens, model.max_positions - 1); lower --min-len"
+            )
         limit = limit.clamp(max=int(max_positions) - 1)
     return limit
 
