@@ -16,15 +16,29 @@ it lazily.
 
 from __future__ import annotations
 
+import gzip
 import json
-from collections.abc import Sequence
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tfcli import console
 from tfcli.errors import DataError
+from tfcli.textio import ensure_dir, iter_chunks, iter_files
 from tfcli.tokenizer import BOS, EOS, PAD
 
 FORMAT = "tfcli-ids"
@@ -311,3 +325,642 @@ class _SideWriter:
         }
         mean = round(self.num_tokens / self.num_examples, 3)
         return {"min": self.min, "max": self.max, "mean": mean, **pct}
+
+
+# --- tokenizing lines ------------------------------------------------------------------------
+
+_SPACE = "\u2581"  # the Metaspace replacement character
+_PER_CHAR = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase"}
+
+
+@dataclass(frozen=True)
+class _WordPlan:
+    """How a Metaspace tokenizer turns a line into words, for the word cache.
+
+    norm: the per-character normalizers, in order (they cannot merge text across a line break,
+    so a chunk joined with '\\n' is normalized in one call); prepend_all: a final Prepend('▁')
+    normalizer gives every non-empty row a leading word start (else Metaspace adds one unless
+    the row starts with '▁'); split_more: per-piece pre-tokenizers follow Metaspace (WordPiece
+    cuts long words into chunks), so unseen words go through the pre-tokenizer too.
+    """
+
+    norm: tuple[str, ...]
+    prepend_all: bool
+    split_more: bool
+
+
+def _word_plan(cfg: dict) -> _WordPlan | None:
+    """The plan when ids can be cached per word, else None (every line takes the full path).
+
+    Every model (BPE, WordPiece, Unigram) tokenizes each pre-token on its own, so after a
+    Metaspace split a line's ids are the concatenation of its words' ids; that needs no BPE
+    dropout (random merges) and normalizers that act per character, plus an optional final
+    Prepend('▁') (how tfcli's own tokenizers mark the first word).
+    """
+    norm_cfg = cfg.get("normalizer")
+    items = [] if norm_cfg is None else norm_cfg.get("normalizers", [norm_cfg])
+    if norm_cfg and norm_cfg.get("type") != "Sequence":
+        items = [norm_cfg]
+    kinds = [i.get("type") for i in items]
+    prepend_all = bool(kinds) and kinds[-1] == "Prepend" and items[-1].get("prepend") == _SPACE
+    if prepend_all:
+        kinds = kinds[:-1]
+    if not set(kinds) <= _PER_CHAR:
+        return None
+    pre = cfg.get("pre_tokenizer") or {}
+    stages = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    meta = stages[0] if stages else {}
+    if meta.get("type") != "Metaspace" or meta.get("replacement") != _SPACE:
+        return None
+    if not meta.get("split", True) or any(s.get("type") != "Split" for s in stages[1:]):
+        return None
+    if not prepend_all and meta.get("prepend_scheme", "always") not in ("always", "first"):
+        return None
+    if (cfg.get("model") or {}).get("dropout"):
+        return None
+    return _WordPlan(tuple(kinds), prepend_all, len(stages) > 1)
+
+
+class LineEncoder:
+    """Lines -> flat ids and lengths, equal id for id to `tok.encode_batch(lines)` without specials.
+
+    Call it on a list of n lines; it returns `(ids (sum(lengths),) uint32, lengths (n,) int64)`.
+
+    For Metaspace tokenizers (all of tfcli's) it keeps a cache word -> ids and tokenizes only
+    unseen words: a chunk is normalized in one call, split into words by a few whole-chunk
+    string operations, and the cached ids are gathered with numpy. Lines holding an added
+    token's text (e.g. a literal `<s>`) go through the full tokenizer, as does everything for
+    other tokenizers (`encode_batch_fast`: no offsets). The cache is cleared when it passes
+    `cache_words` entries, so memory stays bounded whatever the corpus size.
+    """
+
+    def __init__(self, tok_path: Path, cache_words: int = 100_000) -> None:
+        from tokenizers import normalizers
+
+        from tfcli.tokenizer import load_tokenizer
+
+        self.tok = load_tokenizer(Path(tok_path))
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        cfg = json.loads(self.tok.to_str())
+        self.plan = _word_plan(cfg)
+        self.added = [a["content"] for a in cfg.get("added_tokens", []) if a.get("content")]
+        self._added_firsts = sorted({a[0] for a in self.added})
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.cache_words = cache_words
+        self._model = self.tok.model
+        self._pre = self.tok.pre_tokenizer
+        if self.plan is not None and self.plan.norm:
+            self._normalizer = normalizers.Sequence(
+                [getattr(normalizers, n)() for n in self.plan.norm]
+            )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cache: dict[str, int] = {}
+        self._table = np.zeros(1 << 16, dtype=np.uint32)  # ids of cached words, back to back
+        self._starts = np.zeros(1 << 12, dtype=np.int64)  # word index -> start in _table
+        self._ends = np.zeros(1 << 12, dtype=np.int64)
+        self._used = 0
+        self._learn(["\n"])  # the row separator in _cached: a word without ids
+        self._newline = self._cache["\n"]
+
+    def __call__(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self.plan is None or not lines:
+            return self._full(lines)
+        text = "\n".join(lines)
+        norm = self._normalize(text, lines)
+        if norm.count("\n") != len(lines) - 1:  # a normalizer made or removed a line break
+            return self._full(lines)
+        special = self._rows_with_added(text, norm, lines)
+        rows = None
+        empty = "\n\n" in norm or norm.startswith("\n") or norm.endswith("\n") or not norm
+        if special or empty:
+            rows = norm.split("\n")
+            for i in special:
+                rows[i] = ""
+            keep = [i for i, r in enumerate(rows) if r]
+            norm = "\n".join(rows[i] for i in keep)
+        ids, lengths = self._cached(norm, len(keep) if rows is not None else len(lines))
+        if rows is not None:  # scatter back: empty rows have no ids
+            full = np.zeros(len(lines), dtype=np.int64)
+            full[keep] = lengths
+            lengths = full
+        return self._splice(ids, lengths, special, lines) if special else (ids, lengths)
+
+    def _full(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encs = self.tok.encode_batch_fast(lines, add_special_tokens=False)
+        rows = [e.ids for e in encs]
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lengths.sum()))
+        return ids, lengths
+
+    def _normalize(self, text: str, lines: list[str]) -> str:
+        norm = self.plan.norm
+        if not norm:
+            return text
+        if len(norm) > 1 or norm[0] == "Lowercase":
+            return self._normalizer.normalize_str(text)
+        # One Unicode normal form: Python's quick check skips text that is already normalized
+        # (most of it). Python's tables are newer than the tokenizers crate's, so "already
+        # normalized" here means the tokenizer leaves it unchanged too (checked for every code
+        # point in tests/test_dataset.py); the other lines go through the tokenizer's code.
+        if unicodedata.is_normalized(norm[0], text):
+            return text
+        bad = [i for i, line in enumerate(lines) if not unicodedata.is_normalized(norm[0], line)]
+        fixed = self._normalizer.normalize_str("\n".join(lines[i] for i in bad)).split("\n")
+        if len(fixed) != len(bad):
+            return self._normalizer.normalize_str(text)
+        out = list(lines)
+        for i, line in zip(bad, fixed, strict=True):
+            out[i] = line
+        return "\n".join(out)
+
+    def _rows_with_added(self, text: str, norm: str, lines: list[str]) -> list[int]:
+        """Non-empty rows holding an added token's text, raw or normalized: the tokenizer splits
+        those out before pre-tokenizing, which a per-word cache cannot reproduce."""
+        texts = (text,) if norm is text else (text, norm)
+        if not any(c in t for c in self._added_firsts for t in texts):
+            return []  # the common case, decided by a few scans for '<'
+        found = [a for a in self.added if any(a in t for t in texts)]
+        if not found:
+            return []
+        rows = [t.split("\n") for t in texts]
+        hit = [i for i in range(len(lines)) if any(a in r[i] for a in found for r in rows)]
+        return [i for i in hit if lines[i]]
+
+    def _splice(self, ids, lengths, special: list[int], lines: list[str]):
+        """Put the fully tokenized special rows (empty in `ids`) back in place."""
+        sub_ids, sub_len = self._full([lines[i] for i in special])
+        cut_at = np.cumsum(lengths)[special]  # those rows are empty: start == end
+        parts = np.split(ids, cut_at)
+        subs = np.split(sub_ids, np.cumsum(sub_len)[:-1])
+        out = [parts[0]]
+        for sub, part in zip(subs, parts[1:], strict=True):
+            out += [sub, part]
+        lengths = lengths.copy()
+        lengths[special] = sub_len
+        return np.concatenate(out).astype(np.uint32, copy=False), lengths
+
+    def _cached(self, norm: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of n_rows non-empty normalized rows joined by '\\n', via the word cache."""
+        if n_rows == 0:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        if len(self._cache) > self.cache_words:
+            self._reset()
+        # Spaces become '▁', each row gets its leading '▁' (always with Prepend, else unless it
+        # starts with one) and the text is split before every '▁' -- on the whole chunk, with
+        # C-level string passes. Each line break becomes its own element ("\n", a word with no
+        # ids); every other element w stands for the pre-token '▁' + w.
+        t = norm.replace(" ", _SPACE).replace("\n", _SPACE + "\n" + _SPACE)
+        if not self.plan.prepend_all:
+            t = t.replace("\n" + _SPACE + _SPACE, "\n" + _SPACE)
+        if self.plan.prepend_all or not t.startswith(_SPACE):
+            t = _SPACE + t
+        flat = t.split(_SPACE)
+        del flat[0]
+        widx = np.fromiter(map(self._cache.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+        missing = np.flatnonzero(widx < 0)
+        if len(missing):
+            miss_words = [flat[i] for i in missing.tolist()]
+            self._learn(list(dict.fromkeys(miss_words)))
+            get = self._cache.__getitem__
+            widx[missing] = np.fromiter(map(get, miss_words), dtype=np.int64, count=len(missing))
+        starts, ends = self._starts[widx], self._ends[widx]
+        per_word = ends - starts
+        word_end = np.cumsum(per_word)
+        total = int(word_end[-1])
+        # gather: token k of word j sits at table[starts[j] + (k - first token of word j)]
+        idx = np.repeat(starts - (word_end - per_word), per_word) + np.arange(total)
+        ids = self._table[idx]
+        breaks = np.flatnonzero(widx == self._newline)
+        assert len(breaks) == n_rows - 1, "one line-break element per row boundary"
+        row_end = np.concatenate([[0], word_end[breaks], [total]])
+        return ids, np.diff(row_end)
+
+    def _learn(self, words: list[str]) -> None:
+        """Tokenize unseen words as the model sees them ('▁' + word) into the cache."""
+        tokenize = self._model.tokenize
+        if self.plan is not None and self.plan.split_more:
+            pre = self._pre.pre_tokenize_str
+            rows = [[t.id for p, _ in pre(_SPACE + w) for t in tokenize(p)] for w in words]
+        else:
+            rows = [[t.id for t in tokenize(_SPACE + w)] for w in words]
+        if words and words[0] == "\n":
+            rows[0] = []
+        lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
+        n0, used = len(self._cache), self._used
+        self._table = _grow(self._table, used + len(new_ids))
+        self._starts = _grow(self._starts, n0 + len(words))
+        self._ends = _grow(self._ends, n0 + len(words))
+        self._table[used : used + len(new_ids)] = new_ids
+        ends = used + np.cumsum(lens)
+        self._ends[n0 : n0 + len(words)] = ends
+        self._starts[n0 : n0 + len(words)] = ends - lens
+        self._used = used + len(new_ids)
+        self._cache.update(zip(words, range(n0, n0 + len(words)), strict=True))
+
+
+def _grow(arr: np.ndarray, size: int) -> np.ndarray:
+    if size <= len(arr):
+        return arr
+    out = np.zeros(max(size, 2 * len(arr)), dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
+
+
+# --- files -> encoded split ------------------------------------------------------------------
+
+_POOL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
+_REASONS = ("too_short", "too_long", "ratio")
+
+
+def input_fingerprints(files: dict[str, list[Path]]) -> list[dict]:
+    """[{"side", "path" (absolute), "size", "mtime"}] per input file, in order (staleness)."""
+    out = []
+    for side, paths in files.items():
+        for p in paths:
+            st = Path(p).stat()
+            out.append(
+                {
+                    "side": side,
+                    "path": str(Path(p).resolve()),
+                    "size": st.st_size,
+                    "mtime": st.st_mtime,
+                }
+            )
+    return out
+
+
+def count_lines(path: Path) -> int:
+    """Lines as `textio.iter_lines` yields them (a last line without newline counts), read in
+    1 MiB blocks: a fast pass that lets misaligned inputs fail before anything is written."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    n, last = 0, b"\n"
+    with opener(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+def _check_inputs(files: dict[str, list[Path]]) -> int:
+    """Existence, non-emptiness and (for parallel data) line alignment; returns the line count."""
+    counts: dict[str, list[int]] = {}
+    for side, paths in files.items():
+        if not paths:
+            raise DataError(
+                f"no {side} files given; pass them on the command line or in the recipe"
+            )
+        for p in paths:
+            if not Path(p).is_file():
+                raise DataError(f"{side}: file not found: {p}; check the path")
+        counts[side] = [count_lines(Path(p)) for p in paths]
+        for p, n in zip(paths, counts[side], strict=True):
+            if n == 0:
+                raise DataError(f"{p}: empty file, nothing to encode; remove it from the inputs")
+    if "tgt" in files:
+        src, tgt = files["src"], files["tgt"]
+        if len(src) != len(tgt):
+            raise DataError(
+                f"{len(src)} source files but {len(tgt)} target files; they pair up in order, "
+                "give the same number of each"
+            )
+        for s, t, ns, nt in zip(src, tgt, counts["src"], counts["tgt"], strict=True):
+            if ns != nt:
+                raise DataError(
+                    f"parallel files are not line-aligned: {s} has {ns} lines but {t} has {nt}; "
+                    "each source line must be the translation of the same target line"
+                )
+    return sum(next(iter(counts.values())))
+
+
+def _check_target(out_dir: Path, shas: dict[str, str], overwrite: bool) -> None:
+    """Refuse to replace a split made with another tokenizer (or a non-split) without overwrite."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} exists and is a file; choose another output directory")
+    if overwrite or not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    try:
+        old = read_meta(out_dir).get("tokenizer_sha256")
+    except DataError:
+        raise DataError(
+            f"{out_dir} exists and is not an encoded split; choose another output or pass --force "
+            "to replace it"
+        ) from None
+    if old != shas:
+        raise DataError(
+            f"{out_dir} was encoded with a different tokenizer ({_short(old)} != {_short(shas)}); "
+            "pass --force to re-encode it with this one, or choose another output"
+        )
+
+
+def _short(shas: Any) -> str:
+    if not isinstance(shas, dict):
+        return "unknown"
+    return "/".join(f"{k} {str(v)[:10]}" for k, v in shas.items())
+
+
+@contextmanager
+def _atomic_dir(out_dir: Path) -> Iterator[Path]:
+    """Yield `NAME.tmp-XXXX/` beside `out_dir`; rename it into place on success, remove it on any
+    error or Ctrl-C, so readers never see a partial split."""
+    ensure_dir(out_dir.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / "split")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _drop_reasons(
+    lengths: list[np.ndarray], min_len: int, max_len: int, ratio: float
+) -> np.ndarray:
+    """(n,) int8: 0 = keep, else 1 + index into _REASONS (the first reason that applies)."""
+    shortest = np.minimum.reduce(lengths)
+    longest = np.maximum.reduce(lengths)
+    reason = np.zeros(len(shortest), dtype=np.int8)
+    if ratio > 0 and len(lengths) == 2:
+        reason[longest > ratio * np.maximum(shortest, 1)] = 3
+    if max_len > 0:
+        reason[longest > max_len] = 2
+    reason[shortest < min_len] = 1
+    return reason
+
+
+_WORKER_ENCODERS: dict[str, LineEncoder] = {}
+
+
+def _worker_init(tok_paths: list[str]) -> None:
+    # Ctrl-C is the parent's to handle (it terminates the pool and removes the temp dir).
+    # TOKENIZERS_PARALLELISM=false (set by _start_pool): the workers are the parallelism.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for p in tok_paths:
+        _WORKER_ENCODERS[p] = LineEncoder(Path(p))
+
+
+def _run_job(encoders: dict[str, LineEncoder], job: list[tuple[str, list[str]]]) -> list:
+    return [encoders[tok](lines) for tok, lines in job]
+
+
+def _worker_job(job: list[tuple[str, list[str]]]) -> list:
+    return _run_job(_WORKER_ENCODERS, job)
+
+
+class _Runner:
+    """Runs encode jobs in order, in worker processes (spawned: safe after torch or rayon
+    threads exist) or in this process; at most 2 jobs per worker in flight, so memory does
+    not grow with the input."""
+
+    def __init__(self, tok_paths: list[str], workers: int) -> None:
+        self.workers = workers
+        self.pool = None
+        self.encoders: dict[str, LineEncoder] = {}
+        if workers > 1:
+            self.pool = _start_pool(workers, tok_paths)
+        else:
+            self.encoders = {p: LineEncoder(Path(p)) for p in tok_paths}
+
+    def map(self, jobs: Iterator[list]) -> Iterator[list]:
+        if self.pool is None:
+            for job in jobs:
+                yield _run_job(self.encoders, job)
+            return
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(self.pool.apply_async(_worker_job, (job,)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self, ok: bool) -> None:
+        if self.pool is not None:
+            if ok:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+
+
+def _start_pool(workers: int, tok_paths: list[str]) -> Any:
+    """A process pool. On Linux the workers are forked: they start in milliseconds and, unlike
+    spawned ones, do not re-import the caller's __main__ (a script without a main guard would
+    recurse). They only tokenize, so threads of the parent (torch, rich) are never used there;
+    the variable tells tokenizers so, which keeps it from warning about the fork."""
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        ctx = multiprocessing.get_context(method)
+        return ctx.Pool(workers, initializer=_worker_init, initargs=(tok_paths,))
+    finally:
+        if before is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def _auto_workers(files: dict[str, list[Path]]) -> int:
+    size = sum(Path(p).stat().st_size for paths in files.values() for p in paths)
+    if size < _POOL_MIN_BYTES:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+@contextmanager
+def _progress(total: int, show: bool) -> Iterator[Callable[[int], None]]:
+    if not show or console.quiet():
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("encode"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lines"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console.console, transient=True) as bar:
+        task = bar.add_task("encode", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _encode(
+    kind: str,
+    files: dict[str, list[Path]],
+    toks: dict[str, Path],
+    out_dir: Path,
+    filters: dict,
+    overwrite: bool,
+    show_progress: bool,
+    workers: int | None,
+    chunk_lines: int,
+) -> dict:
+    from tfcli.tokenizer import file_sha256, load_tokenizer
+
+    start = time.perf_counter()
+    files = {s: [Path(p) for p in ps] for s, ps in files.items()}
+    total = _check_inputs(files)
+    shas = {s: file_sha256(toks[s]) for s in files}
+    vocab = max(load_tokenizer(toks[s]).get_vocab_size(with_added_tokens=True) for s in files)
+    dtype = "uint16" if vocab <= 65536 else "uint32"
+    out_dir = Path(out_dir)
+    _check_target(out_dir, shas, overwrite)
+    fingerprints = input_fingerprints(files)
+    nworkers = workers if workers is not None else _auto_workers(files)
+    dropped = np.zeros(len(_REASONS) + 1, dtype=np.int64)
+    seen = 0
+    with _atomic_dir(out_dir) as tmp:
+        writers = {s: _SideWriter(tmp, s, _DTYPES[dtype]) for s in files}
+        runner = _Runner(sorted({str(toks[s]) for s in files}), nworkers)
+        ok = False
+        try:
+            streams = [iter_chunks(iter_files(files[s]), chunk_lines) for s in files]
+            jobs = (
+                [(str(toks[s]), c) for s, c in zip(files, chunks, strict=True)]
+                for chunks in zip(*streams, strict=False)  # lengths checked: seen == total
+            )
+            with _progress(total, show_progress) as advance:
+                for results in runner.map(jobs):
+                    seen += _write_chunk(writers, results, filters, dropped)
+                    advance(len(results[0][1]))
+            ok = True
+        finally:
+            runner.close(ok)
+            for w in writers.values():
+                w.close()
+        if seen != total:
+            raise DataError(
+                f"inputs changed while encoding ({seen} lines read, {total} counted); run again"
+            )
+        kept = writers[next(iter(files))].num_examples
+        if kept == 0:
+            counts = ", ".join(
+                f"{r}: {int(n)}" for r, n in zip(_REASONS, dropped[1:], strict=True) if n
+            )
+            raise DataError(
+                f"all {total} examples were dropped by the length filters ({counts}); "
+                "relax min_len / max_len / max_len_ratio"
+            )
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": kind,
+            "dtype": dtype,
+            "num_examples": kept,
+            "num_tokens": {s: w.num_tokens for s, w in writers.items()},
+            "tokenizer_sha256": shas,
+            "inputs": fingerprints,
+            "filters": filters,
+            "dropped": {r: int(n) for r, n in zip(_REASONS, dropped[1:], strict=True)},
+            "lengths": {s: w.stats() for s, w in writers.items()},
+            "lines_read": total,
+            "seconds": round(time.perf_counter() - start, 3),
+            "workers": nworkers,
+        }
+        (tmp / "meta.json").write_text(
+            json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    return meta
+
+
+def _write_chunk(
+    writers: dict[str, _SideWriter], results: list, filters: dict, dropped: np.ndarray
+) -> int:
+    """Filter one chunk of examples (all sides at once) and append the survivors."""
+    lengths = [r[1] for r in results]
+    reason = _drop_reasons(
+        lengths, filters["min_len"], filters["max_len"], filters.get("max_len_ratio", 0.0)
+    )
+    dropped += np.bincount(reason, minlength=len(dropped))
+    keep = reason == 0
+    for w, (ids, lens) in zip(writers.values(), results, strict=True):
+        if keep.all():
+            w.append(ids, lens)
+        else:
+            w.append(ids[np.repeat(keep, lens)], lens[keep])
+    return len(keep)
+
+
+def encode_parallel(
+    src_files: Sequence[Path],
+    tgt_files: Sequence[Path],
+    src_tok_path: Path,
+    tgt_tok_path: Path,
+    out_dir: Path,
+    *,
+    min_len: int = 1,
+    max_len: int = 256,
+    max_len_ratio: float = 0.0,
+    show_progress: bool = True,
+    overwrite: bool = False,
+    workers: int | None = None,
+    chunk_lines: int = 10_000,
+) -> dict:
+    """Encode line-aligned source/target files (paired in order) into `out_dir`; returns meta.
+
+    Pairs with a side shorter than `min_len` or longer than `max_len` tokens (0 = no limit), or
+    whose longer side exceeds `max_len_ratio` times the shorter (0 = off), are dropped and
+    counted in meta["dropped"]. `workers` processes tokenize (None: one per CPU for large
+    inputs, else this process). DataError on missing/empty/misaligned/non-UTF-8 inputs or when
+    `out_dir` holds a split made with another tokenizer (unless `overwrite`).
+    """
+    filters = {"min_len": min_len, "max_len": max_len, "max_len_ratio": max_len_ratio}
+    files = {"src": list(src_files), "tgt": list(tgt_files)}
+    toks = {"src": Path(src_tok_path), "tgt": Path(tgt_tok_path)}
+    return _encode(
+        "parallel", files, toks, out_dir, filters, overwrite, show_progress, workers, chunk_lines
+    )
+
+
+def encode_text(
+    files: Sequence[Path],
+    tok_path: Path,
+    out_dir: Path,
+    *,
+    min_len: int = 1,
+    max_len: int = 0,
+    show_progress: bool = True,
+    overwrite: bool = False,
+    workers: int | None = None,
+    chunk_lines: int = 10_000,
+) -> dict:
+    """Encode monolingual text files (one example per line) into `out_dir`; returns meta.
+
+    Lines with fewer than `min_len` or more than `max_len` tokens (0 = no limit) are dropped and
+    counted; otherwise as `encode_parallel`.
+    """
+    filters = {"min_len": min_len, "max_len": max_len}
+    toks = {"text": Path(tok_path)}
+    return _encode(
+        "text",
+        {"text": list(files)},
+        toks,
+        out_dir,
+        filters,
+        overwrite,
+        show_progress,
+        workers,
+        chunk_lines,
+    )
