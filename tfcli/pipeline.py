@@ -1,0 +1,208 @@
+"""Run the earlier pipeline stages when their output is missing or stale.
+
+`train` and `pretrain-mlm` call these first, so one command goes from raw text to a model:
+
+* `ensure_tokenizer` trains the run's tokenizer(s) unless `tokenizer.meta.json` says they were
+  trained from the same settings and the same input files (path, size, mtime);
+* `ensure_encoded` encodes each split of the recipe into `RUN_DIR/data/<split>` unless its
+  meta.json records the same tokenizer (sha256), the same inputs and the same length filters.
+
+Each says what it does, and why, through `tfcli.console.step`. Splits and their recipe keys:
+
+    parallel: train (data.src, data.tgt), valid (data.valid_src, data.valid_tgt),
+              test (data.test_src, data.test_tgt)
+    text:     train (data.text), valid (data.valid_text)
+
+Length filters: the parallel train split uses data.min_len / max_len / max_len_ratio. Valid and
+test keep every pair the model can hold (at most model.max_positions - 1 tokens a side, for the
+specials collate adds), so scores stay comparable. Text splits drop lines shorter than
+data.min_len and keep long ones: pretrain-mlm packs or truncates them to mlm.block_size itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from tfcli import console
+from tfcli.errors import DataError, RecipeError
+from tfcli.recipe import Recipe
+
+Kind = Literal["parallel", "text"]
+
+# split -> (recipe keys per side); the train split is required
+_SPLITS: dict[str, dict[str, dict[str, str]]] = {
+    "parallel": {
+        "train": {"src": "src", "tgt": "tgt"},
+        "valid": {"src": "valid_src", "tgt": "valid_tgt"},
+        "test": {"src": "test_src", "tgt": "test_tgt"},
+    },
+    "text": {"train": {"text": "text"}, "valid": {"text": "valid_text"}},
+}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _SPLITS:
+        raise ValueError(f"kind must be 'parallel' or 'text', got {kind!r}")
+
+
+def tokenizer_files(recipe: Recipe, kind: Kind) -> dict[str, Path]:
+    """Where the recipe's tokenizer(s) are, trained or not: {"src", "tgt"} or {"text"}.
+
+    tokenizer.path when set (for a separate vocabulary, PATH.src.json and PATH.tgt.json), else
+    RUN_DIR/tokenizer.json (or tokenizer.src.json / tokenizer.tgt.json).
+    """
+    from tfcli.tokenizer import side_paths, tokenizer_paths
+
+    _check_kind(kind)
+    joint = recipe.tokenizer.joint
+    if kind == "text" and not joint:
+        raise RecipeError(
+            ["tokenizer.joint: pretrain-mlm needs one joint vocabulary; set tokenizer.joint: true"]
+        )
+    if recipe.tokenizer.path:
+        paths = side_paths(Path(recipe.tokenizer.path), joint)
+    else:
+        paths = tokenizer_paths(Path(recipe.run_dir), joint)
+    return {"text": paths["src"]} if kind == "text" else paths
+
+
+def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
+    """Train the run's tokenizer(s) when missing or stale; returns the paths (tokenizer_files).
+
+    With tokenizer.path set, that file is used as is (TokenizerError if missing or invalid).
+    """
+    from tfcli import tokenizer as tk
+
+    paths = tokenizer_files(recipe, kind)
+    if recipe.tokenizer.path:
+        for p in dict.fromkeys(paths.values()):
+            tk.load_tokenizer(p)  # one clear error now rather than in the middle of encoding
+        return paths
+    cfg = recipe.tokenizer
+    sides = tk.tokenizer_paths(Path(recipe.run_dir), cfg.joint)
+    inputs = tk.training_inputs(recipe.data, cfg.joint)
+    reason = tk.stale_reason(sides, inputs, cfg)
+    if reason is None:
+        console.info(f"tokenize: {_names(sides)} up to date")
+        return paths
+    n = len({p for files in inputs.values() for p in files})
+    what = f"{cfg.vocab_size:,}-piece {cfg.type.value}"
+    console.step(f"tokenize: {reason}; training a {what} vocabulary on {n} file(s)")
+    tk.build_tokenizers(inputs, cfg, sides, show_progress=True)
+    console.success(f"tokenize: wrote {_names(sides)}")
+    return paths
+
+
+def _names(paths: dict[str, Path]) -> str:
+    return ", ".join(str(p) for p in dict.fromkeys(paths.values()))
+
+
+def _split_inputs(recipe: Recipe, kind: Kind) -> dict[str, dict[str, list[Path]]]:
+    """split -> side -> files, for the splits the recipe names; one clear line when one is
+    half-given or the required train split is missing."""
+    from tfcli.textio import expand_inputs
+
+    out: dict[str, dict[str, list[Path]]] = {}
+    for split, keys in _SPLITS[kind].items():
+        given = {side: getattr(recipe.data, key) for side, key in keys.items()}
+        if not any(given.values()):
+            if split == "train":
+                need = " and ".join(f"data.{k}" for k in keys.values())
+                raise DataError(
+                    f"no training data: set {need} in the recipe (or --set data.{next(iter(keys.values()))}=FILE)"
+                )
+            continue
+        for side, patterns in given.items():
+            if not patterns:
+                other = next(k for s, k in keys.items() if s != side)
+                raise DataError(
+                    f"data.{other} is set but data.{keys[side]} is not; set both or neither"
+                )
+        out[split] = {
+            side: expand_inputs(pats, f"data.{keys[side]}") for side, pats in given.items()
+        }
+    return out
+
+
+def _filters(recipe: Recipe, kind: Kind, split: str) -> dict:
+    d = recipe.data
+    if kind == "text":
+        return {"min_len": d.min_len, "max_len": 0}
+    if split == "train":
+        return {"min_len": d.min_len, "max_len": d.max_len, "max_len_ratio": d.max_len_ratio}
+    return {"min_len": 0, "max_len": recipe.model.max_positions - 1, "max_len_ratio": 0.0}
+
+
+def stale_reason(
+    out: Path, kind: Kind, files: dict[str, list[Path]], shas: dict[str, str], filters: dict
+) -> str | None:
+    """Why the split at `out` must be (re-)encoded; None when it is current."""
+    from tfcli.dataset import input_fingerprints, open_split
+
+    if not out.exists():
+        return "not encoded yet"
+    try:
+        meta = open_split(out).meta
+    except DataError:
+        return "the encoded files are incomplete or corrupt"
+    if meta.get("kind") != kind:
+        return f"it holds {meta.get('kind')} data"
+    if meta.get("tokenizer_sha256") != shas:
+        return "the tokenizer changed"
+    if meta.get("inputs") != input_fingerprints(files):
+        return "the input files changed"
+    if meta.get("filters") != filters:
+        return "the length filters changed"
+    return None
+
+
+def ensure_encoded(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
+    """Encode each split the recipe names into RUN_DIR/data/<split> when missing or stale.
+
+    Returns split -> directory ("train" always; "valid", "test" when the recipe names them).
+    The tokenizer must exist (call ensure_tokenizer first).
+    """
+    from tfcli import dataset
+    from tfcli.tokenizer import file_sha256
+
+    toks = tokenizer_files(recipe, kind)
+    for p in dict.fromkeys(toks.values()):
+        if not p.is_file():
+            raise DataError(f"tokenizer not found: {p}; train it first with `tfcli tokenize`")
+    shas = {side: file_sha256(p) for side, p in toks.items()}
+    data_dir = Path(recipe.run_dir) / "data"
+    result: dict[str, Path] = {}
+    current: list[str] = []
+    for split, files in _split_inputs(recipe, kind).items():
+        out = data_dir / split
+        filters = _filters(recipe, kind, split)
+        reason = stale_reason(out, kind, files, shas, filters)
+        result[split] = out
+        if reason is None:
+            current.append(split)
+            continue
+        n = sum(len(f) for f in files.values())
+        console.step(f"encode: {split} split ({reason}); {n} file(s) -> {out}")
+        if kind == "parallel":
+            meta = dataset.encode_parallel(
+                files["src"], files["tgt"], toks["src"], toks["tgt"], out, overwrite=True, **filters
+            )
+        else:
+            meta = dataset.encode_text(files["text"], toks["text"], out, overwrite=True, **filters)
+        console.success(f"encode: {split}: {summary_line(meta)}")
+    if current:
+        console.info(f"encode: {', '.join(current)} up to date in {data_dir}")
+    return result
+
+
+def summary_line(meta: dict) -> str:
+    """'12,345 examples, 456,789 tokens (src) / ..., 1,234 dropped, 2.1 M tokens/s'."""
+    tokens = sum(meta["num_tokens"].values())
+    per_side = " + ".join(f"{n:,} {s}" for s, n in meta["num_tokens"].items())
+    dropped = sum(meta["dropped"].values())
+    speed = tokens / max(meta.get("seconds", 0.0), 1e-9)
+    text = f"{meta['num_examples']:,} examples, {per_side} tokens"
+    if dropped:
+        text += f", {dropped:,} dropped"
+    return text + f", {speed / 1e6:.2f} M tokens/s"
