@@ -220,3 +220,28 @@ def test_word_start_table_refuses_a_tokenizer_without_boundaries() -> None:
     tok = _train(models.BPE(unk_token="<unk>"), pre_tokenizers.Whitespace(), trainers.BpeTrainer)
     with pytest.raises(TokenizerError, match="mlm.whole_word"):
         word_start_table(tok)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece", "unigram"])
+@pytest.mark.parametrize("pre", ["metaspace", "byte_level"])
+def test_word_start_table_of_tfcli_tokenizers(tmp_path, kind: str, pre: str) -> None:
+    """The vocabularies `tfcli tokenize` trains (no '##' prefix: the marker decides).
+
+    A line's first piece carries no 'Ġ' in byte-level vocabularies; it starts a word by
+    position instead (after <s>, or at a row's start: see _word_ids), so it is not compared.
+    """
+    from tfcli.recipe import PreTokenizer, TokenizerConfig, TokenizerType
+    from tfcli.tokenizer import train_tokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXT) + "\n", encoding="utf-8")
+    cfg = TokenizerConfig(
+        type=TokenizerType(kind), pre_tokenizer=PreTokenizer(pre), vocab_size=400, min_frequency=1
+    )
+    tok = train_tokenizer([corpus], cfg, show_progress=False)
+    table = word_start_table(tok)
+    for sentence in ["internationalization unbelievable", "the countryside canal"]:
+        enc = tok.encode(sentence)
+        words = [sentence[:end].count(" ") for _, end in enc.offsets]
+        starts_word = [w != words[i - 1] for i, w in enumerate(words) if i > 0]
+        assert table[enc.ids[1:]].tolist() == starts_word, (enc.tokens, starts_word)
