@@ -67,7 +67,8 @@ def _max_positions(model: torch.nn.Module) -> int | None:
 
 def constrain_(logp: Tensor, step: int, min_len: int) -> None:
     """In place on logp (R, V): ban the never-generated ids, and </s> before `min_len` tokens."""
-    logp[:, list(NEVER_GENERATED)] = NEG_INF
+    for token in NEVER_GENERATED:  # scalar indices: no index tensor copied to the GPU per step
+        logp[:, token] = NEG_INF
     if step < min_len:
         logp[:, EOS] = NEG_INF
 
