@@ -53,3 +53,15 @@ def test_spec_from_recipe_rejects_shared_embeddings_over_two_vocabularies() -> N
     r = recipe.load(None, [])
     with pytest.raises(RecipeError, match="share_embeddings"):
         spec_from_recipe(r.model, "seq2seq", 1000, 900)
+
+
+def test_every_model_knob_of_the_recipe_reaches_the_spec() -> None:
+    """A field added to ModelConfig must be carried by ModelSpec (or be listed here)."""
+    import dataclasses
+
+    not_architecture = {"init_encoder_from"}  # a training-time action, not part of the model
+    recipe_fields = {f.name for f in dataclasses.fields(recipe.ModelConfig)} - not_architecture
+    spec_fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    assert recipe_fields <= spec_fields
+    defaults = spec_from_recipe(recipe.ModelConfig(), "seq2seq", 100, 100)
+    assert defaults == ModelSpec("seq2seq", 100, 100)  # same defaults in both places

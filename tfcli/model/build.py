@@ -90,6 +90,7 @@ def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
         init_weights(model, spec.d_model)
         head.proj.weight = src_embed.tokens.weight
     else:
+        # Shared: one module, so learned positions (if any) are shared too, like the tokens.
         tgt_embed = src_embed if spec.share_embeddings else _embeddings(spec, spec.tgt_vocab_size)
         decoder = _stack(spec, spec.decoder_layers, decoder=True)
         generator = Generator(spec.d_model, spec.tgt_vocab_size)
