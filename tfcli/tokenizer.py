@@ -53,7 +53,7 @@ SPACE = "▁"  # U+2581, the metaspace word-start marker
 META_FORMAT = "tfcli-tokenizer-meta"
 _BLOCK_LINES = 4096  # lines joined into one training sequence (see _sequences)
 _WP_CHUNK = 100  # longest word WordPiece tokenizes (its default); longer ones are cut first
-_SAMPLE_LINES = 10_000  # lines kept (evenly spread) to report tokens/line and <unk> rate
+_SAMPLE_LINES = 2_000  # at least this many lines (evenly spread) for tokens/line and <unk> rate
 
 
 def _check_specials(tok: Tokenizer, where: str) -> None:
@@ -230,7 +230,7 @@ class TrainResult:
     lines: int = 0
     chars: int = 0
     seconds: float = 0.0
-    sample: list[str] = field(default_factory=list)  # up to _SAMPLE_LINES lines, evenly spread
+    sample: list[str] = field(default_factory=list)  # every k-th line, k doubling to keep < 4,000
 
 
 def _line_budgets(n_files: int, max_lines: int) -> list[int]:
