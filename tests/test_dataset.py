@@ -502,9 +502,11 @@ def test_a_directory_that_is_not_a_split_is_refused(tmp_path, tok_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(DataError, match="not an encoded split"):
-        encode_text([TRAIN_SRC], tok_path, out, show_progress=False)
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match="not an encoded split, so tfcli will not replace it"):
+            encode_text([TRAIN_SRC], tok_path, out, show_progress=False, overwrite=overwrite)
     assert (out / "notes.txt").read_text() == "keep me"
+    assert _leftovers(tmp_path) == ["mine"]
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])

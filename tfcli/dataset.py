@@ -636,19 +636,28 @@ def _check_inputs(files: dict[str, list[Path]]) -> int:
     return sum(next(iter(counts.values())))
 
 
-def _check_target(out_dir: Path, shas: dict[str, str], overwrite: bool) -> None:
-    """Refuse to replace a split made with another tokenizer (or a non-split) without overwrite."""
+def _check_target(out_dir: Path, kind: str, shas: dict[str, str], overwrite: bool) -> None:
+    """Refuse to replace a split of another kind or tokenizer unless `overwrite`, and anything
+    that is not an encoded split at all, ever (overwriting replaces the whole directory)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir} exists and is a file; choose another output directory")
-    if overwrite or not out_dir.is_dir() or not any(out_dir.iterdir()):
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
     try:
-        old = read_meta(out_dir).get("tokenizer_sha256")
+        meta = read_meta(out_dir)
     except DataError:
         raise DataError(
-            f"{out_dir} exists and is not an encoded split; choose another output or pass --force "
-            "to replace it"
+            f"{out_dir} exists and is not an encoded split, so tfcli will not replace it; "
+            "choose another output directory"
         ) from None
+    if overwrite:
+        return
+    if meta["kind"] != kind:
+        raise DataError(
+            f"{out_dir} holds {meta['kind']} data, not {kind}; pass --force to replace it, or "
+            "choose another output"
+        )
+    old = meta.get("tokenizer_sha256")
     if old != shas:
         raise DataError(
             f"{out_dir} was encoded with a different tokenizer ({_short(old)} != {_short(shas)}); "
@@ -822,11 +831,11 @@ def _encode(
     start = time.perf_counter()
     files = {s: [Path(p) for p in ps] for s, ps in files.items()}
     total = _check_inputs(files)
-    shas = {s: file_sha256(toks[s]) for s in files}
     vocab = max(load_tokenizer(toks[s]).get_vocab_size(with_added_tokens=True) for s in files)
+    shas = {s: file_sha256(toks[s]) for s in files}
     dtype = "uint16" if vocab <= 65536 else "uint32"
     out_dir = Path(out_dir)
-    _check_target(out_dir, shas, overwrite)
+    _check_target(out_dir, kind, shas, overwrite)
     fingerprints = input_fingerprints(files)
     nworkers = workers if workers is not None else _auto_workers(files)
     dropped = np.zeros(len(_REASONS) + 1, dtype=np.int64)

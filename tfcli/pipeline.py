@@ -157,8 +157,9 @@ def stale_reason(
     return None
 
 
-def ensure_encoded(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
-    """Encode each split the recipe names into RUN_DIR/data/<split> when missing or stale.
+def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[str, Path]:
+    """Encode each split the recipe names into RUN_DIR/data/<split> when missing or stale
+    (or always, with `force`).
 
     Returns split -> directory ("train" always; "valid", "test" when the recipe names them).
     The tokenizer must exist (call ensure_tokenizer first).
@@ -177,7 +178,7 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
     for split, files in _split_inputs(recipe, kind).items():
         out = data_dir / split
         filters = _filters(recipe, kind, split)
-        reason = stale_reason(out, kind, files, shas, filters)
+        reason = "--force" if force else stale_reason(out, kind, files, shas, filters)
         result[split] = out
         if reason is None:
             current.append(split)

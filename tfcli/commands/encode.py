@@ -1,0 +1,237 @@
+"""`tfcli encode`: raw text -> memory-mapped token-id splits (RUN_DIR/data/<split>)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tfcli import console
+from tfcli.commands._common import load_recipe, recipe_options
+from tfcli.recipe import Recipe
+
+
+def _summary(metas: dict[str, dict]) -> None:
+    """One column per split: kept, dropped by reason, tokens and lengths per side, speed."""
+
+    def row(label: str, fn) -> list[str]:
+        return [label, *(fn(m) for m in metas.values())]
+
+    def speed(m: dict) -> str:
+        return (
+            f"{sum(m['num_tokens'].values()) / max(m.get('seconds', 0), 1e-9) / 1e6:.2f} M tokens/s"
+        )
+
+    first = next(iter(metas.values()))
+    reasons = " / ".join(first["dropped"])
+    rows = [
+        row("examples kept", lambda m: f"{m['num_examples']:,}"),
+        row(f"dropped ({reasons})", lambda m: " / ".join(f"{v:,}" for v in m["dropped"].values())),
+    ]
+    for side in first["num_tokens"]:
+        rows.append(row(f"{side} tokens", lambda m, s=side: f"{m['num_tokens'][s]:,}"))
+        rows.append(
+            row(
+                f"{side} length mean / p95",
+                lambda m, s=side: f"{m['lengths'][s]['mean']:.1f} / {m['lengths'][s]['p95']}",
+            )
+        )
+    rows += [
+        row("id dtype", lambda m: m["dtype"]),
+        row("speed", speed),
+        row("time", lambda m: f"{m.get('seconds', 0):.1f} s"),
+    ]
+    console.show(console.table("Encoded", rows, ["", *metas]))
+
+
+def _encode_files(
+    r: Recipe,
+    src: tuple[str, ...],
+    tgt: tuple[str, ...],
+    text: tuple[str, ...],
+    output: Path,
+    max_len_given: bool,
+    force: bool,
+    workers: int | None,
+) -> dict:
+    from tfcli import dataset, pipeline
+    from tfcli.textio import expand_inputs
+
+    d = r.data
+    if text:
+        toks = pipeline.tokenizer_files(r, "text")
+        max_len = d.max_len if max_len_given else 0  # long lines are packed/truncated by the MLM
+        return dataset.encode_text(
+            expand_inputs(list(text), "--text"),
+            toks["text"],
+            output,
+            min_len=d.min_len,
+            max_len=max_len,
+            overwrite=force,
+            workers=workers,
+        )
+    toks = pipeline.tokenizer_files(r, "parallel")
+    return dataset.encode_parallel(
+        expand_inputs(list(src), "--src"),
+        expand_inputs(list(tgt), "--tgt"),
+        toks["src"],
+        toks["tgt"],
+        output,
+        min_len=d.min_len,
+        max_len=d.max_len,
+        max_len_ratio=d.max_len_ratio,
+        overwrite=force,
+        workers=workers,
+    )
+
+
+def _encode_recipe(r: Recipe, force: bool) -> dict[str, dict]:
+    from tfcli import pipeline
+    from tfcli.dataset import read_meta
+    from tfcli.errors import DataError
+
+    kinds = []
+    if r.data.src or r.data.tgt:
+        kinds.append("parallel")
+    if r.data.text:
+        kinds.append("text")
+    if not kinds:
+        raise DataError(
+            "nothing to encode: set data.src and data.tgt (parallel) or data.text (monolingual) "
+            "in the recipe, or pass --src/--tgt or --text"
+        )
+    metas: dict[str, dict] = {}
+    for kind in kinds:
+        pipeline.ensure_tokenizer(r, kind=kind)
+        for split, path in pipeline.ensure_encoded(r, kind=kind, force=force).items():
+            name = split if len(kinds) == 1 else f"{split} ({kind})"
+            metas[name] = read_meta(path)
+    return metas
+
+
+@click.command()
+@recipe_options
+@click.option(
+    "--src", multiple=True, metavar="FILE", help="Source file or glob (repeatable; .gz ok)."
+)
+@click.option(
+    "--tgt", multiple=True, metavar="FILE", help="Target file or glob, line-aligned with --src."
+)
+@click.option(
+    "--text", multiple=True, metavar="FILE", help="Monolingual text file or glob (pretrain-mlm)."
+)
+@click.option(
+    "--split",
+    default="train",
+    show_default=True,
+    help="Split name: the default output is RUN_DIR/data/SPLIT.",
+)
+@click.option(
+    "--tokenizer",
+    "tokenizer",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="tokenizer.json to use (default: the recipe's tokenizer.path, else RUN_DIR/tokenizer.json).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write (default RUN_DIR/data/SPLIT).",
+)
+@click.option(
+    "--min-len",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Drop examples with fewer tokens (data.min_len; default 1).",
+)
+@click.option(
+    "--max-len",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Drop examples with more tokens, 0 = no limit (data.max_len; default 256; --text: no limit).",
+)
+@click.option(
+    "--max-len-ratio",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Drop pairs whose longer side exceeds this times the shorter, 0 = off (data.max_len_ratio).",
+)
+@click.option(
+    "--force", is_flag=True, help="Re-encode, and replace a split made with another tokenizer."
+)
+@click.option(
+    "-j",
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tokenizing processes (default: one per CPU for inputs over 8 MB, else 1).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each split's meta.json to stdout.")
+def encode(
+    recipe: str | None,
+    overrides: tuple[str, ...],
+    run_dir: str | None,
+    src: tuple[str, ...],
+    tgt: tuple[str, ...],
+    text: tuple[str, ...],
+    split: str,
+    tokenizer: str | None,
+    output: Path | None,
+    min_len: int | None,
+    max_len: int | None,
+    max_len_ratio: float | None,
+    force: bool,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Turn raw text into token-id splits that training memory-maps.
+
+    Each line becomes one example of raw subword ids (no specials: collate adds them), stored
+    as SPLIT/src.bin + src.idx (+ tgt.*) or text.bin + text.idx, with a meta.json of counts,
+    length statistics, the tokenizer's sha256 and the inputs' fingerprints. The split is written
+    to a temp directory and renamed into place, so an interrupted run leaves nothing behind.
+
+    With --src/--tgt (or --text), encodes those files into one split. Without them, encodes
+    every split the recipe names (train, valid, test), training the tokenizer first if needed
+    and skipping splits that are up to date.
+
+    \b
+    Examples:
+      tfcli encode --src train.en --tgt train.de --tokenizer tok/tokenizer.json -o data/train
+      tfcli encode --src 'corpus/*.en.gz' --tgt 'corpus/*.de.gz' --max-len 200 --max-len-ratio 2.5
+      tfcli encode --text wiki.txt --split valid --run-dir runs/bert
+      tfcli encode demo-tiny                   # every split of the recipe, into its run_dir
+      tfcli encode my.yaml --force             # re-encode everything
+    """
+    if bool(src) != bool(tgt):
+        raise click.UsageError("--src and --tgt go together (line-aligned parallel files)")
+    if text and src:
+        raise click.UsageError(
+            "use either --src/--tgt (parallel) or --text (monolingual), not both"
+        )
+    explicit = bool(src or text)
+    if output is not None and not explicit:
+        raise click.UsageError(
+            "-o/--output needs --src/--tgt or --text; for a recipe use --run-dir"
+        )
+    flags = {
+        "data.min_len": min_len,
+        "data.max_len": max_len,
+        "data.max_len_ratio": max_len_ratio,
+        "tokenizer.path": tokenizer,
+    }
+    r = load_recipe(recipe, overrides, run_dir, **flags)
+    if explicit:
+        out = output if output is not None else Path(r.run_dir) / "data" / split
+        n = len(src) + len(tgt) + len(text)
+        console.step(f"encode: {n} input pattern(s) -> {out}")
+        metas = {split: _encode_files(r, src, tgt, text, out, max_len is not None, force, workers)}
+        console.success(f"wrote {out}")
+    else:
+        metas = _encode_recipe(r, force)
+    _summary(metas)
+    if as_json:
+        console.out.print_json(json.dumps(metas, ensure_ascii=False))
