@@ -107,11 +107,7 @@ def file_sha256(path: Path) -> str:
 
 def tokenizer_paths(run_dir: Path, joint: bool) -> dict[str, Path]:
     """Where a run's tokenizer(s) live: {"src": .., "tgt": ..}, the same path when joint."""
-    run_dir = Path(run_dir)
-    if joint:
-        p = run_dir / "tokenizer.json"
-        return {"src": p, "tgt": p}
-    return {"src": run_dir / "tokenizer.src.json", "tgt": run_dir / "tokenizer.tgt.json"}
+    return side_paths(Path(run_dir) / "tokenizer.json", joint)
 
 
 def side_paths(path: Path, joint: bool) -> dict[str, Path]:
@@ -119,8 +115,11 @@ def side_paths(path: Path, joint: bool) -> dict[str, Path]:
     path = Path(path)
     if joint:
         return {"src": path, "tgt": path}
-    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
-    return {side: path.with_name(f"{stem}.{side}.json") for side in ("src", "tgt")}
+    return {side: path.with_name(f"{_stem(path)}.{side}.json") for side in ("src", "tgt")}
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(".json")] if path.name.endswith(".json") else path.name
 
 
 def training_inputs(data: DataConfig, joint: bool) -> dict[str, list[Path]]:
@@ -410,10 +409,6 @@ def sample_stats(tok: Tokenizer, lines: list[str]) -> dict[str, float]:
 
 
 # --- saving, describing ----------------------------------------------------------------------
-
-
-def _stem(path: Path) -> str:
-    return path.name[: -len(".json")] if path.name.endswith(".json") else path.name
 
 
 def vocab_txt_path(path: Path) -> Path:
