@@ -182,3 +182,16 @@ def test_specials_listed_first_in_vocab_dump(tmp_path):
     assert invoke(str(CORPUS), "--vocab-size", "300", "-o", str(out)).exit_code == 0
     lines = (tmp_path / "tokenizer.vocab.txt").read_text(encoding="utf-8").splitlines()
     assert lines[:5] == [f"{i}\t{s}" for i, s in enumerate(SPECIALS)]
+
+
+def test_first_argument_is_a_recipe_only_when_it_looks_like_one(tmp_path):
+    bundled = invoke("transformer-small")  # a bundled recipe: its placeholder data is missing
+    assert isinstance(bundled.exception, DataError)
+    assert "data/train.src" in str(bundled.exception)
+    (tmp_path / "a.txt").write_text("one two three\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("four five six\n", encoding="utf-8")
+    result = invoke("a.txt", "b.txt", "--vocab-size", "40", "-o", "tok.json")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "tok.meta.json").read_text(encoding="utf-8"))
+    inputs = meta["sides"]["src"]["fingerprint"]["inputs"]
+    assert [Path(i["path"]).name for i in inputs] == ["a.txt", "b.txt"]
