@@ -260,10 +260,11 @@ class Trainer:
             for k, v in batch.items()
         }  # fmt: skip
 
-    def _update(self, micro: list[Any], deadline: float | None) -> bool:
-        """Forward/backward over the micro-batches, one optimizer step.
+    def update(self, micro: list[Any], deadline: float | None = None) -> bool:
+        """One optimizer update over the micro-batch descriptors `micro` (forward/backward each).
 
-        Returns whether to stop after it (a signal arrived, or time is up, on any rank).
+        Returns whether to stop after it (a signal arrived, or time is up, on any rank). Public
+        so that benchmarks time exactly the loop's step; `prepare()` must have run.
         """
         tokens: Any = 0
         throughput: Any = 0
@@ -331,18 +332,24 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def run(self) -> dict:
-        cfg, p = self.cfg, self.p
+    def prepare(self) -> None:
+        """Wrap the model (DDP, torch.compile), open metrics.jsonl; after resume(), before update()."""
+        cfg = self.cfg
         self.net = self.ddp = distributed.wrap(self.model, self.dist)
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.net.train()
-        self.stream = _Stream(self.objective, self.dist, cfg.max_epochs, p)
+        self.stream = _Stream(self.objective, self.dist, cfg.max_epochs, self.p)
         self.log = MetricsLog(
             self.run_dir, self.dist.main, cfg.tensorboard,
-            p.step if self.resumed_from is not None else None,
+            self.p.step if self.resumed_from is not None else None,
         )  # fmt: skip
         self.acc = _Acc(self.device)
+
+    def run(self) -> dict:
+        """Train until a stopping rule fires; evaluate and save on the way and at the end."""
+        cfg, p = self.cfg, self.p
+        self.prepare()
         start, base = time.monotonic(), p.train_seconds
         deadline = start + cfg.max_minutes * 60 - base if cfg.max_minutes > 0 else None
         display = Display(self.dist.main, cfg.max_steps, p.step)
@@ -360,7 +367,7 @@ class Trainer:
                         p.stopped = "max_epochs"
                         break
                     try:
-                        stop = self._update(micro, deadline)
+                        stop = self.update(micro, deadline)
                     except Exception as e:
                         if _is_oom(e):
                             raise TrainingError(self._oom_message(micro)) from None

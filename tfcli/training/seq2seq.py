@@ -45,12 +45,15 @@ def label_smoothed_nll(
     logits (B, T, V) any float dtype (computed in fp32), target (B, T) ids. Equal to
     `F.cross_entropy(..., label_smoothing=eps, ignore_index=pad_id, reduction="sum")`.
     """
-    keep = target != pad_id  # (B, T)
-    lprobs = F.log_softmax(logits[keep].float(), dim=-1)  # (N, V): padding never reaches softmax
-    nll = -lprobs.gather(-1, target[keep].unsqueeze(-1)).sum()
+    keep = (target != pad_id).float()  # (B, T)
+    # Softmax over every position, pads included, then masked: cheaper than first gathering the
+    # non-pad rows (a copy of the logits and a scatter back in the backward pass), since
+    # token-budget batches hold few pads.
+    lprobs = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    nll = -(lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * keep).sum()
     if eps == 0.0:
         return nll, nll.detach()
-    smooth = -lprobs.mean(dim=-1).sum()
+    smooth = -(lprobs.mean(dim=-1) * keep).sum()
     return (1.0 - eps) * nll + eps * smooth, nll.detach()
 
 
