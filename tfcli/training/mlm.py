@@ -21,20 +21,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tfcli.errors import DataError
+from tfcli import console
+from tfcli.errors import DataError, RecipeError
 from tfcli.recipe import Packing
 from tfcli.tokenizer import BOS, EOS, PAD
 from tfcli.training.masking import IGNORE_INDEX, batch_generator, mask_tokens, valid_generator
 
 if TYPE_CHECKING:
     from tfcli.dataset import TextData
-    from tfcli.recipe import MLMConfig
+    from tfcli.recipe import MLMConfig, Recipe
 
 _SORT_WINDOW = 100  # sentences packing: sort by length within windows of this many batches
 
@@ -197,7 +199,7 @@ class MLMObjective:
         stats = {"tokens": select.sum(), "nll": nll.detach(), "throughput": (inputs != PAD).sum()}
         return loss, stats
 
-    def _valid_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def valid_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The validation set, masked once with a fixed seed (cached: the same at every eval)."""
         if self._valid_cache is None:
             assert self.valid is not None
@@ -215,7 +217,7 @@ class MLMObjective:
             return {}
         device = next(model.parameters()).device
         nll, correct, count = 0.0, 0, 0
-        for inputs, labels in self._valid_batches():
+        for inputs, labels in self.valid_batches():
             inputs, labels = inputs.to(device), labels.to(device)
             select = labels != IGNORE_INDEX
             target = labels[select]
@@ -230,3 +232,72 @@ class MLMObjective:
             "accuracy": correct / max(count, 1),
             "masked_tokens": float(count),
         }
+
+
+# --- the whole run (what `tfcli pretrain-mlm` calls) -------------------------------------------
+
+
+def _check_block_size(recipe: Recipe) -> None:
+    """Every position of a block needs a position embedding (learned, sinusoidal or rotary)."""
+    block, most = recipe.mlm.block_size, recipe.model.max_positions
+    if block > most:
+        raise RecipeError(
+            [
+                f"mlm.block_size ({block}) exceeds model.max_positions ({most}); "
+                "raise model.max_positions or lower mlm.block_size"
+            ]  # fmt: skip
+        )
+
+
+def _open_text(path: Path, split: str) -> TextData:
+    from tfcli.dataset import TextData, open_split
+
+    data = open_split(path)
+    if not isinstance(data, TextData):
+        raise DataError(
+            f"{path}: the {split} split is parallel data, pretrain-mlm needs monolingual text "
+            "(data.text); use a fresh run_dir or re-encode"
+        )
+    return data
+
+
+def pretrain(recipe: Recipe, *, resume: bool = False, force: bool = False) -> dict[str, Any]:
+    """Tokenize and encode when needed, build the MaskedLM, run the shared loop.
+
+    Returns the loop's summary (see training.loop.train). Only rank 0 writes or prints.
+    """
+    from tfcli import pipeline
+    from tfcli.model import build_model, spec_from_recipe
+    from tfcli.tokenizer import load_tokenizer
+    from tfcli.training import distributed, session
+    from tfcli.training.loop import train
+    from tfcli.training.masking import word_start_table
+
+    _check_block_size(recipe)
+    with session.start(recipe, resume=resume, force=force) as d:
+        tok_paths, splits = session.main_first(
+            d,
+            lambda: (
+                pipeline.ensure_tokenizer(recipe, kind="text"),
+                pipeline.ensure_encoded(recipe, kind="text"),
+            ),
+        )
+        tok_path = next(iter(tok_paths.values()))
+        tok = load_tokenizer(tok_path)
+        valid = _open_text(splits["valid"], "valid") if splits.get("valid") else None
+        if valid is None and d.main:
+            console.warn("no validation text (data.valid_text): no validation loss or accuracy")
+        objective = MLMObjective(
+            _open_text(splits["train"], "train"),
+            valid,
+            recipe.mlm,
+            vocab_size=tok.get_vocab_size(),
+            seed=recipe.train.seed,
+            word_starts=word_start_table(tok) if recipe.mlm.whole_word else None,
+            label_smoothing=recipe.train.label_smoothing,
+        )
+        spec = spec_from_recipe(recipe.model, "mlm", tok.get_vocab_size())
+        distributed.seed_all(recipe.train.seed, 0)  # the same initial weights on every rank
+        model = build_model(spec)
+        meta = session.meta_base(recipe, "mlm", spec, {"src": tok_path}, joint=True)
+        return train(recipe, model, objective, meta, resume=resume)

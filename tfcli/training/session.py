@@ -10,6 +10,8 @@ Under torchrun every rank runs the command; only rank 0 writes files or prints.
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +65,8 @@ def start(recipe: Recipe, *, resume: bool, force: bool) -> Iterator[Dist]:
     from tfcli.training import distributed
 
     d = distributed.setup(recipe.train.device)
+    if not d.main:
+        os.environ["TFCLI_QUIET"] = "1"  # one voice: rank 0 speaks for every process
     try:
         run_dir = Path(recipe.run_dir)
         if d.main:
@@ -130,3 +134,44 @@ def show_summary(summary: dict[str, Any], title: str) -> None:
         if summary.get(key):
             rows.append((label, str(summary[key])))
     console.show(console.table(title, rows))
+
+
+def resume_recipe(
+    recipe: str | None, overrides: tuple[str, ...], run_dir: str | None
+) -> str | None:
+    """For --resume without a recipe: the run's own resolved RUN_DIR/recipe.yaml, if any."""
+    if recipe is not None:
+        return recipe
+    saved = Path(run_dir or recipe_mod.load(None, overrides).run_dir) / "recipe.yaml"
+    return str(saved) if saved.is_file() else None
+
+
+def resume_command(
+    command: str,
+    recipe: str | None,
+    overrides: tuple[str, ...],
+    run_dir: str | None,
+    flags: dict[str, Any],
+) -> str:
+    """The exact command line that continues this run (printed when it is interrupted).
+
+    `flags` maps CLI flags ("--device") to their values: None = not given, True = a bare flag.
+    Under torchrun the line starts with the same torchrun invocation.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+    words = ["torchrun", "--nproc_per_node", local, "-m", "tfcli"] if world > 1 else ["tfcli"]
+    words.append(command)
+    if recipe:
+        words.append(recipe)
+    for o in overrides:
+        words += ["--set", o]
+    if run_dir:
+        words += ["--run-dir", run_dir]
+    for flag, value in flags.items():
+        if value is True:
+            words.append(flag)
+        elif value is not None and value is not False:
+            words += [flag, str(value)]
+    words.append("--resume")
+    return shlex.join(words)
