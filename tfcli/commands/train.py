@@ -119,8 +119,9 @@ def _run(r: Any, *, resume: bool, force: bool) -> dict:
         meta = session.meta_base(r, "seq2seq", spec, tok_paths, r.tokenizer.joint)
         if d.main:
             n = sum(p.numel() for p in model.parameters())
+            size = f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n:,}"
             console.step(
-                f"train: {n / 1e6:.1f}M parameters, {len(train_data):,} training pairs, "
+                f"train: {size} parameters, {len(train_data):,} training pairs, "
                 f"validation by {objective.primary_metric}, run dir {r.run_dir}"
             )
         return train_loop(r, model, objective, meta, resume=resume)
