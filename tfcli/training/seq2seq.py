@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tfcli.dataset import TokenBudgetSampler, collate_parallel, parallel_costs
 from tfcli.errors import DataError
@@ -37,24 +36,53 @@ if TYPE_CHECKING:
     from tfcli.recipe import Recipe
 
 
+class _SmoothedNLL(torch.autograd.Function):
+    """Label-smoothed cross-entropy with a hand-written backward.
+
+    The gradient of (1 - eps) * NLL + eps * mean_v(-log p) with respect to the logits is
+    softmax - (1 - eps) * onehot(target) - eps / V, so the backward pass turns the saved
+    log-probabilities into it in place: three passes over the (B, T, V) tensor instead of the
+    six autograd makes (gather/mean backward, their sum, log_softmax backward). On CPU that
+    halves the loss's cost; on GPU it also saves two (B, T, V) fp32 buffers.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, keep, eps):  # type: ignore[override]
+        wide = torch.promote_types(logits.dtype, torch.float32)  # bf16 -> fp32, fp64 stays
+        lprobs = torch.log_softmax(logits.to(wide), dim=-1)  # (B, T, V)
+        nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        smooth = -lprobs.mean(dim=-1)  # (B, T)
+        loss = (((1.0 - eps) * nll + eps * smooth) * keep).sum()
+        ctx.save_for_backward(lprobs, target, keep)
+        ctx.eps, ctx.dtype = eps, logits.dtype
+        return loss, (nll * keep).sum()
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_nll):  # type: ignore[override]
+        lprobs, target, keep = ctx.saved_tensors
+        eps = ctx.eps
+        grad = lprobs.exp_()  # softmax, in place (the graph is not walked twice)
+        grad.sub_(eps / grad.size(-1))
+        onehot = torch.full_like(target, 1.0 - eps, dtype=grad.dtype).unsqueeze(-1)
+        grad.scatter_add_(-1, target.unsqueeze(-1), -onehot)
+        grad.mul_((keep * grad_loss).unsqueeze(-1))  # padding gets no gradient
+        return grad.to(ctx.dtype), None, None, None
+
+
 def label_smoothed_nll(
     logits: torch.Tensor, target: torch.Tensor, eps: float, pad_id: int = PAD
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed (smoothed loss, NLL) over the non-pad positions of `target`.
 
     logits (B, T, V) any float dtype (computed in fp32), target (B, T) ids. Equal to
-    `F.cross_entropy(..., label_smoothing=eps, ignore_index=pad_id, reduction="sum")`.
+    `F.cross_entropy(..., label_smoothing=eps, ignore_index=pad_id, reduction="sum")`, and to
+    the same without smoothing for the NLL. The softmax runs over pad positions too and is then
+    masked, which is cheaper than gathering the non-pad rows first: token-budget batches hold
+    few pads.
     """
-    keep = (target != pad_id).float()  # (B, T)
-    # Softmax over every position, pads included, then masked: cheaper than first gathering the
-    # non-pad rows (a copy of the logits and a scatter back in the backward pass), since
-    # token-budget batches hold few pads.
-    lprobs = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-    nll = -(lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * keep).sum()
-    if eps == 0.0:
-        return nll, nll.detach()
-    smooth = -(lprobs.mean(dim=-1) * keep).sum()
-    return (1.0 - eps) * nll + eps * smooth, nll.detach()
+    keep = (target != pad_id).to(torch.float32)  # (B, T)
+    loss, nll = _SmoothedNLL.apply(logits, target, keep, float(eps))
+    return loss, nll.detach()
 
 
 class Seq2SeqObjective:
