@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +43,7 @@ def _options(func: Any) -> Any:
         click.option("--max-tokens", type=click.IntRange(min=1), help="Batch budget: padded source tokens x beam (x samples)."),
         click.option("--topk", type=click.IntRange(min=1), help="Fill-mask: candidates shown per <mask>."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True, help="auto: CUDA (bf16 autocast), then MPS, then CPU."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice, one per core); 1 is often faster on a busy machine."),
         click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True, help="text: plain lines; jsonl: hypotheses, scores and pieces per sentence."),
         click.option("--reference", type=click.Path(dir_okay=False, path_type=Path), help="Score the (best) hypotheses against FILE with sacreBLEU BLEU and chrF."),
         click.option("--json", "as_json", is_flag=True, help="Print scores and speed as one JSON object on stdout, instead of the hypotheses (keep those with --output)."),
@@ -91,7 +91,7 @@ def decode(checkpoint: Path, **opts: Any) -> None:
     if opts["reference"] is not None:
         _check_reference(opts["reference"], opts["input_path"])
     lines = _input_lines(opts["input_path"])
-    device = _pick_device(opts["device"])
+    device = _pick_device(opts["device"], opts["threads"])
     model, meta = ckpt.load_model(path, device)
     toks = ckpt.load_tokenizers(meta)
     console.step(f"decode: {path} ({kind}, {mode}, {device.type})")
@@ -211,8 +211,11 @@ def _interactive_lines() -> Iterator[str]:
         yield line.rstrip("\r\n")
 
 
-def _pick_device(name: str) -> Any:
+def _pick_device(name: str, threads: int | None) -> Any:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -269,7 +272,6 @@ def _run_translate(
     interactive = opts["input_path"] is None and console.is_interactive_stdin()
     best: list[str] = []
     picked = None  # (src ids, output ids) of the --attention line
-    started = time.perf_counter()
     start = 0
     with _sink(opts["output"], opts["as_json"]) as out:
         for chunk in chunks(lines, 1 if interactive else opts["chunk_size"]):
@@ -287,13 +289,12 @@ def _run_translate(
             for r in results:
                 if r.index == opts["attention_line"] - 1:
                     picked = (r.src_ids, r.hypotheses[0].tokens)
-    seconds = time.perf_counter() - started
-    summary = _summary(translator.stats, seconds, name, cfg.mode.value)
+    summary = _summary(translator.stats, name, cfg.mode.value)
     if opts["reference"] is not None:
         summary.update(_score(best, opts["reference"]))
     if opts["attention"] is not None:
         _draw_attention(model, toks, picked, start, opts)
-    _report(summary, translator.stats.truncated, opts["as_json"])
+    _report(summary, translator.stats.truncated, opts["as_json"], interactive)
 
 
 def _check_layer_head(model: Any, opts: dict) -> None:
@@ -341,7 +342,9 @@ def _score(best: list[str], reference: Path) -> dict:
     return bleu_chrf(best, refs)
 
 
-def _summary(stats: Any, seconds: float, name: str, mode: str) -> dict:
+def _summary(stats: Any, name: str, mode: str) -> dict:
+    """Counts and speed; the time is decoding time (waiting for input is not counted)."""
+    seconds = stats.seconds
     rate = 1.0 / seconds if seconds > 0 else 0.0
     return {
         "checkpoint": name,
@@ -354,16 +357,18 @@ def _summary(stats: Any, seconds: float, name: str, mode: str) -> dict:
     }
 
 
-def _report(summary: dict, truncated: int, as_json: bool) -> None:
+def _report(summary: dict, truncated: int, as_json: bool, interactive: bool) -> None:
     if truncated:
         console.warn(f"{truncated} input lines were longer than the model's positions and were cut")
     if as_json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         return
-    console.success(
-        f"{summary['sentences']} sentences in {summary['seconds']:.1f} s "
-        f"({summary['sentences_per_second']:.1f} sentences/s, {summary['tokens_per_second']:.0f} tokens/s)"
-    )
+    if not interactive:
+        console.success(
+            f"{summary['sentences']} sentences decoded in {summary['seconds']:.1f} s "
+            f"({summary['sentences_per_second']:.1f} sentences/s, "
+            f"{summary['tokens_per_second']:.0f} tokens/s)"
+        )
     if "bleu" in summary:
         rows = [
             ("BLEU", f"{summary['bleu']:.2f}", summary["bleu_signature"]),
@@ -393,7 +398,6 @@ def _run_fill(model: Any, tok: Any, cfg: Any, lines: Iterator[str], opts: dict, 
 
     filler = MaskFiller(model, tok, cfg.topk_fill, cfg.max_tokens)
     interactive = opts["input_path"] is None and console.is_interactive_stdin()
-    started = time.perf_counter()
     start = 0
     with _sink(opts["output"], opts["as_json"]) as out:
         for chunk in chunks(lines, 1 if interactive else opts["chunk_size"]):
@@ -402,5 +406,5 @@ def _run_fill(model: Any, tok: Any, cfg: Any, lines: Iterator[str], opts: dict, 
             if out is not None:
                 out.write("".join(_filled_lines(r, opts["fmt"]) for r in results))
                 out.flush()
-    summary = _summary(filler.stats, time.perf_counter() - started, name, "fill-mask")
-    _report(summary, filler.stats.truncated, opts["as_json"])
+    summary = _summary(filler.stats, name, "fill-mask")
+    _report(summary, filler.stats.truncated, opts["as_json"], interactive)

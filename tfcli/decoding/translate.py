@@ -10,8 +10,9 @@ outputs appear after one chunk.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
+from time import perf_counter
 
 import torch
 from torch import Tensor
@@ -52,7 +53,7 @@ class Stats:
     sentences: int = 0
     output_tokens: int = 0  # best hypothesis of each sentence, </s> included
     truncated: int = 0  # source lines cut to the model's max positions
-    extra: dict = field(default_factory=dict)
+    seconds: float = 0.0  # time spent tokenizing, searching and detokenizing (not reading input)
 
 
 def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
@@ -131,6 +132,8 @@ class Translator:
         return out
 
     def translate_chunk(self, lines: list[str], start: int = 0) -> list[Translation]:
+        """Translations of `lines` (input order); `start` is the index of the first line."""
+        began = perf_counter()
         src_ids = self.encode(lines)
         hyps: list[list[Hypothesis]] = [[Hypothesis([], 0.0)] for _ in lines]
         real = [i for i, line in enumerate(lines) if line.strip()]  # blank in, blank out
@@ -150,6 +153,7 @@ class Translator:
             )
             self.stats.sentences += 1
             self.stats.output_tokens += len(hyps[i][0].tokens) + 1
+        self.stats.seconds += perf_counter() - began
         return out
 
     def search(self, src: Tensor) -> list[list[Hypothesis]]:
@@ -191,6 +195,7 @@ class MaskFiller:
             start += len(chunk)
 
     def fill_chunk(self, lines: list[str], start: int = 0) -> list[Filled]:
+        began = perf_counter()
         limit = _max_source_tokens(self.model) - 2
         ids = []
         for enc in self.tok.encode_batch(lines):
@@ -216,4 +221,5 @@ class MaskFiller:
             filled = self.tok.decode(filled_ids) if found[i] else line
             out.append(Filled(start + i, line, ids[i], named, filled))
             self.stats.sentences += 1
+        self.stats.seconds += perf_counter() - began
         return out
