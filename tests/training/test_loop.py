@@ -266,3 +266,21 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tb)
     with pytest.raises(TrainingError, match=r"pip install 'tfcli\[tensorboard\]'"):
         run_toy(tmp_path, tensorboard=True)
+
+
+def test_live_display_on_a_terminal(tmp_path, monkeypatch):
+    """On a terminal the progress line is live (redrawn, transient); validation lines stay."""
+    import io
+
+    from rich.console import Console
+
+    from tfcli import console
+
+    buf = io.StringIO()
+    fake = Console(file=buf, force_terminal=True, width=200)
+    monkeypatch.setattr(console, "console", fake)
+    run_toy(tmp_path, max_steps=4, eval_every=2)
+    out = buf.getvalue()
+    assert "valid step 2 | loss" in out and "valid step 4" in out
+    assert "\x1b[" in out  # cursor control: the live line, not a log line per step
+    assert "step 1/4 | epoch" not in out  # periodic log lines are for non-terminals only
