@@ -102,12 +102,10 @@ def _search(model, src, k, alpha, max_len_a, max_len_b, min_len, nbest, no_repea
     alive = torch.arange(n, device=device)  # original sentence of each running sentence
     fin = _Finished(n, k, width, src)
     result = _Finished(n, k, width, src)  # filled as sentences finish, by original index
-    beam_offset = torch.arange(n, device=device)[:, None] * k  # (n, 1) first row of each sentence
     last = src.new_full((n, 1), BOS)  # step 0 runs once per sentence, then fans out to K rows
     first_forced = int(limit.min())
     step = 0
     while True:
-        b = alive.numel()
         with autocast(device):
             logits = model.decode(last, memory, src_mask, cache=cache)[:, -1]  # (R, V)
         if step == 0:
@@ -117,55 +115,67 @@ def _search(model, src, k, alpha, max_len_a, max_len_b, min_len, nbest, no_repea
             memory, src_mask = memory.index_select(0, expand), src_mask.index_select(0, expand)
             cache.reorder(expand)
         logp = logits.float().log_softmax(-1)
-        vocab = logp.size(1)
         constrain_(logp, step, min_len)
         if no_repeat_ngram:
             ban_repeated_ngrams_(logp, history[:, :step], no_repeat_ngram)
         if step >= first_forced:
             logp = force_eos(logp, (limit <= step).repeat_interleave(k))
-        cand = (scores[:, None] + logp).view(b, k * vocab)  # (b, K*V)
-        top_scores, top_ids = cand.topk(2 * k, dim=1)  # (b, 2K), best first
-        top_beam, top_tok = top_ids // vocab, top_ids % vocab
-        top_rows = beam_offset[:b] + top_beam  # (b, 2K) row each candidate extends
-        is_eos = top_tok == EOS
+        scores, rows, tokens = _extend(logp, scores, history, fin, k, step, alpha)
 
-        # 2-3: candidates ending in </s> within the first K ranks become finished hypotheses
-        eos_k = is_eos[:, :k] & (top_scores[:, :k] > NEG_INF)
-        new_scores = torch.where(eos_k, top_scores[:, :k] / (step + 1) ** alpha, NEG_INF)
-        new_tokens = history[top_rows[:, :k]]  # (b, K, width)
-        new_tokens[:, :, step] = EOS
-        fin.merge(new_scores, new_tokens, step)
-
-        # 2: the first K candidates not ending in </s> continue (stable order = best first)
-        order_key = is_eos.long() * (2 * k) + torch.arange(2 * k, device=device)
-        keep_rank = order_key.topk(k, dim=1, largest=False).indices  # (b, K)
-        scores = top_scores.gather(1, keep_rank)  # (b, K)
-        rows = top_rows.gather(1, keep_rank)  # (b, K)
-        tokens = top_tok.gather(1, keep_rank)  # (b, K)
-
-        # 4: sentences with K finished hypotheses, or at their limit, leave the batch
+        # sentences with K finished hypotheses, or at their limit, leave the batch
         done = (fin.scores[:, -1] > NEG_INF) | (limit <= step)
         n_done = int(done.sum())  # the one host sync of the step
         if n_done:
             _store(result, alive, fin, done)
-            if n_done == b:
+            if n_done == alive.numel():
                 break
             keep = (~done).nonzero().squeeze(1)
             alive, limit = alive[keep], limit[keep]
             fin.select(keep)
             scores, rows, tokens = scores[keep], rows[keep], tokens[keep]
-            keep_rows = (keep * k)[:, None] + torch.arange(k, device=device)
-            memory = memory.index_select(0, keep_rows.view(-1))
-            src_mask = src_mask.index_select(0, keep_rows.view(-1))
+            keep_rows = ((keep * k)[:, None] + torch.arange(k, device=device)).view(-1)
+            memory, src_mask = (
+                memory.index_select(0, keep_rows),
+                src_mask.index_select(0, keep_rows),
+            )
             first_forced = int(limit.min())
         rows = rows.view(-1)
         cache.reorder(rows)
         history = history.index_select(0, rows)
         history[:, step] = tokens.view(-1)
-        scores = scores.view(-1)
-        last = tokens.view(-1, 1)
+        scores, last = scores.view(-1), tokens.view(-1, 1)
         step += 1
     return _hypotheses(result, nbest)
+
+
+def _extend(
+    logp: Tensor, scores: Tensor, history: Tensor, fin: _Finished, k: int, step: int, alpha: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step for b running sentences: logp (b*K, V), scores (b*K,) -> the K continuations
+    per sentence as (scores (b, K), source rows (b, K), tokens (b, K)); candidates ending in
+    </s> among the first K ranks are merged into `fin`."""
+    vocab = logp.size(1)
+    b = scores.numel() // k
+    cand = (scores[:, None] + logp).view(b, k * vocab)  # (b, K*V)
+    top_scores, top_ids = cand.topk(2 * k, dim=1)  # (b, 2K), best first
+    beam_offset = torch.arange(b, device=logp.device)[:, None] * k  # first row of each sentence
+    top_rows, top_tok = beam_offset + top_ids // vocab, top_ids % vocab  # (b, 2K)
+    is_eos = top_tok == EOS
+
+    eos_k = is_eos[:, :k] & (top_scores[:, :k] > NEG_INF)
+    new_scores = torch.where(eos_k, top_scores[:, :k] / (step + 1) ** alpha, NEG_INF)
+    new_tokens = history[top_rows[:, :k]]  # (b, K, width)
+    new_tokens[:, :, step] = EOS
+    fin.merge(new_scores, new_tokens, step)
+
+    # the first K candidates not ending in </s> continue, in rank order (best first)
+    order_key = is_eos.long() * (2 * k) + torch.arange(2 * k, device=logp.device)
+    keep_rank = order_key.topk(k, dim=1, largest=False).indices  # (b, K)
+    return (
+        top_scores.gather(1, keep_rank),
+        top_rows.gather(1, keep_rank),
+        top_tok.gather(1, keep_rank),
+    )
 
 
 def _store(result: _Finished, alive: Tensor, fin: _Finished, done: Tensor) -> None:
