@@ -70,6 +70,11 @@ def decode(checkpoint: Path, **opts: Any) -> None:
     starts before the whole input is read. Decode settings come from the checkpoint's recipe;
     --recipe, --set decode.KEY=VALUE and flags override them (flags win).
 
+    Text output has --nbest lines per input line, best first; blank input lines give blank
+    output. jsonl gives one record per input line: {"line", "source", "hypotheses": [{"text",
+    "score", "tokens" (pieces), "ids"}]}; a beam score is log-probability / length**penalty,
+    a greedy or sampled one the summed log-probability.
+
     \b
     Examples:
       tfcli decode runs/demo-tiny --input demo/test.src --reference demo/test.tgt
