@@ -55,6 +55,20 @@ def test_pretrains_from_raw_text_and_writes_the_run(demo: Path, tmp_path: Path) 
     assert meta["best"]["metric"] == "loss" and "accuracy" in meta["metrics"]
     assert "pretrain-mlm" in res.output and "init_encoder_from" in res.output
 
+    # The run warm-starts a translation model of the same shape and vocabulary.
+    from tfcli.model import build_model, spec_from_recipe
+    from tfcli.recipe import load
+    from tfcli.tokenizer import load_tokenizer
+    from tfcli.warmstart import init_encoder_from
+
+    recipe = load(str(run_dir / "recipe.yaml"))
+    tok = load_tokenizer(run_dir / "tokenizer.json")
+    v = tok.get_vocab_size()
+    seq2seq = build_model(spec_from_recipe(recipe.model, "seq2seq", v, v))
+    loaded = init_encoder_from(seq2seq, run_dir, tok)
+    weights, _ = ckpt.load_state_dict(best)
+    assert all(torch.equal(seq2seq.state_dict()[k], weights[k]) for k in loaded)
+
 
 def test_resume_reproduces_the_uninterrupted_run(demo: Path, tmp_path: Path) -> None:
     """Masks, batches and dropout all come back: the weights match bit for bit. (The schedule
@@ -109,10 +123,12 @@ def test_fill_mask_accuracy_is_far_above_the_frequency_baseline(tmp_path: Path) 
     """Briefly pretrained on the demo text, the model predicts masked tokens from context.
 
     Baseline: always answering the most frequent masked token of the same (fixed) validation
-    mask. Counting runs and sentence templates make most masked tokens predictable.
+    mask. Counting runs and sentence templates make most masked tokens predictable. (Small
+    batches of single sentences: many cheap updates learn fastest at this scale.)
     """
     from tfcli.dataset import open_split
     from tfcli.recipe import load
+    from tfcli.tokenizer import load_tokenizer
     from tfcli.training.mlm import MLMObjective
 
     write_demo(tmp_path / "demo", n_train=10, n_valid=5, n_test=5, n_mono=3000, n_mono_valid=300)
@@ -120,17 +136,20 @@ def test_fill_mask_accuracy_is_far_above_the_frequency_baseline(tmp_path: Path) 
     extra = [
         "model.d_model=64", "model.n_heads=4", "model.d_ff=256", "model.encoder_layers=2",
         "model.norm=pre", "model.dropout=0.0", "model.attention_dropout=0.0",
-        "tokenizer.vocab_size=1000", "mlm.block_size=64", "mlm.batch_size=32",
-        "optim.lr=3e-3", "optim.warmup_steps=30", "train.eval_every=300", "train.log_every=50",
+        "tokenizer.vocab_size=1000", "mlm.packing=sentences", "mlm.block_size=64",
+        "mlm.batch_size=32", "optim.lr=0.003", "optim.warmup_steps=30", "train.eval_every=600",
+        "train.log_every=100",
     ]  # fmt: skip
-    res = run("bert-mini-mlm", "--run-dir", str(run_dir), "--max-steps", "300", extra=extra)
+    res = run("bert-mini-mlm", "--run-dir", str(run_dir), "--max-steps", "600", extra=extra)
     assert res.exit_code == 0, res.output
     accuracy = [r for r in _metrics(run_dir) if r["split"] == "valid"][-1]["accuracy"]
 
     recipe = load(str(run_dir / "recipe.yaml"))
     valid = open_split(run_dir / "data" / "valid")
-    objective = MLMObjective(valid, valid, recipe.mlm, vocab_size=1000, seed=recipe.train.seed)
+    vocab = load_tokenizer(run_dir / "tokenizer.json").get_vocab_size()
+    objective = MLMObjective(valid, valid, recipe.mlm, vocab_size=vocab, seed=recipe.train.seed)
     labels = [t for _, lab in objective.valid_batches() for t in lab[lab != -100].tolist()]
     baseline = collections.Counter(labels).most_common(1)[0][1] / len(labels)
     assert baseline < 0.1
-    assert accuracy > 2.5 * baseline and accuracy > baseline + 0.08, (accuracy, baseline)
+    print(f"masked-token accuracy {accuracy:.3f}, most-frequent-token baseline {baseline:.3f}")
+    assert accuracy > 3 * baseline and accuracy > baseline + 0.15, (accuracy, baseline)
