@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from tfcli import console
 from tfcli.errors import DataError
-from tfcli.textio import ensure_dir, iter_chunks, iter_files
+from tfcli.textio import ensure_dir, iter_lines
 from tfcli.tokenizer import BOS, EOS, PAD
 
 FORMAT = "tfcli-ids"
@@ -394,7 +394,7 @@ class LineEncoder:
     `cache_words` entries, so memory stays bounded whatever the corpus size.
     """
 
-    def __init__(self, tok_path: Path, cache_words: int = 100_000) -> None:
+    def __init__(self, tok_path: Path, cache_words: int = 200_000) -> None:
         from tokenizers import normalizers
 
         from tfcli.tokenizer import load_tokenizer
@@ -417,22 +417,48 @@ class LineEncoder:
         self._reset()
 
     def _reset(self) -> None:
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, int] = {}  # word -> index
+        self._words: list[str] = []  # index -> word
         self._table = np.zeros(1 << 16, dtype=np.uint32)  # ids of cached words, back to back
-        self._starts = np.zeros(1 << 12, dtype=np.int64)  # word index -> start in _table
+        self._starts = np.zeros(1 << 12, dtype=np.int64)  # index -> start in _table
         self._ends = np.zeros(1 << 12, dtype=np.int64)
+        self._hits = np.zeros(1 << 12, dtype=np.int64)  # index -> uses (decayed at eviction)
         self._used = 0
         self._learn(["\n"])  # the row separator in _cached: a word without ids
         self._newline = self._cache["\n"]
 
+    def _evict(self) -> None:
+        """Keep the most used half of the cache, so the frequent words of a corpus stay cached
+        while its long tail (numbers, names, rare forms) passes through."""
+        n, k = len(self._words), max(1, self.cache_words // 2)
+        hits = self._hits[:n].copy()
+        hits[self._newline] = np.iinfo(np.int64).max
+        keep = np.sort(np.argpartition(-hits, k - 1)[:k])
+        lens = self._ends[keep] - self._starts[keep]
+        ends = np.cumsum(lens)
+        idx = np.repeat(self._starts[keep] - (ends - lens), lens) + np.arange(int(ends[-1]))
+        self._table = self._table[idx]
+        self._starts, self._ends = ends - lens, ends
+        self._hits = self._hits[keep] // 2  # older counts weigh less
+        self._words = [self._words[i] for i in keep.tolist()]
+        self._cache = dict(zip(self._words, range(k), strict=True))
+        self._used = int(ends[-1])
+        self._newline = self._cache["\n"]
+
     def __call__(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        if self.plan is None or not lines:
-            return self._full(lines)
-        text = "\n".join(lines)
-        norm = self._normalize(text, lines)
-        if norm.count("\n") != len(lines) - 1:  # a normalizer made or removed a line break
-            return self._full(lines)
-        special = self._rows_with_added(text, norm, lines)
+        """Ids of `lines` (strings without line breaks)."""
+        return self.encode_block("\n".join(lines), len(lines))
+
+    def encode_block(self, text: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of the `n_rows` lines of `text`, joined by '\n' (no final line break)."""
+        if n_rows == 0:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        if self.plan is None:
+            return self._full(text.split("\n"))
+        norm = self._normalize(text)
+        if norm.count("\n") != n_rows - 1:  # a normalizer made or removed a line break
+            return self._full(text.split("\n"))
+        special = self._rows_with_added(text, norm)
         rows = None
         empty = "\n\n" in norm or norm.startswith("\n") or norm.endswith("\n") or not norm
         if special or empty:
@@ -441,12 +467,14 @@ class LineEncoder:
                 rows[i] = ""
             keep = [i for i, r in enumerate(rows) if r]
             norm = "\n".join(rows[i] for i in keep)
-        ids, lengths = self._cached(norm, len(keep) if rows is not None else len(lines))
+        ids, lengths = self._cached(norm, len(keep) if rows is not None else n_rows)
         if rows is not None:  # scatter back: empty rows have no ids
-            full = np.zeros(len(lines), dtype=np.int64)
+            full = np.zeros(n_rows, dtype=np.int64)
             full[keep] = lengths
             lengths = full
-        return self._splice(ids, lengths, special, lines) if special else (ids, lengths)
+        if special:
+            return self._splice(ids, lengths, special, text.split("\n"))
+        return ids, lengths
 
     def _full(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
         encs = self.tok.encode_batch_fast(lines, add_special_tokens=False)
@@ -455,7 +483,7 @@ class LineEncoder:
         ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lengths.sum()))
         return ids, lengths
 
-    def _normalize(self, text: str, lines: list[str]) -> str:
+    def _normalize(self, text: str) -> str:
         norm = self.plan.norm
         if not norm:
             return text
@@ -467,16 +495,16 @@ class LineEncoder:
         # point in tests/test_dataset.py); the other lines go through the tokenizer's code.
         if unicodedata.is_normalized(norm[0], text):
             return text
+        lines = text.split("\n")
         bad = [i for i, line in enumerate(lines) if not unicodedata.is_normalized(norm[0], line)]
         fixed = self._normalizer.normalize_str("\n".join(lines[i] for i in bad)).split("\n")
         if len(fixed) != len(bad):
             return self._normalizer.normalize_str(text)
-        out = list(lines)
         for i, line in zip(bad, fixed, strict=True):
-            out[i] = line
-        return "\n".join(out)
+            lines[i] = line
+        return "\n".join(lines)
 
-    def _rows_with_added(self, text: str, norm: str, lines: list[str]) -> list[int]:
+    def _rows_with_added(self, text: str, norm: str) -> list[int]:
         """Non-empty rows holding an added token's text, raw or normalized: the tokenizer splits
         those out before pre-tokenizing, which a per-word cache cannot reproduce."""
         texts = (text,) if norm is text else (text, norm)
@@ -486,8 +514,8 @@ class LineEncoder:
         if not found:
             return []
         rows = [t.split("\n") for t in texts]
-        hit = [i for i in range(len(lines)) if any(a in r[i] for a in found for r in rows)]
-        return [i for i in hit if lines[i]]
+        hit = [i for i in range(len(rows[0])) if any(a in r[i] for a in found for r in rows)]
+        return [i for i in hit if rows[0][i]]
 
     def _splice(self, ids, lengths, special: list[int], lines: list[str]):
         """Put the fully tokenized special rows (empty in `ids`) back in place."""
@@ -506,8 +534,8 @@ class LineEncoder:
         """Ids of n_rows non-empty normalized rows joined by '\\n', via the word cache."""
         if n_rows == 0:
             return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
-        if len(self._cache) > self.cache_words:
-            self._reset()
+        if len(self._words) > self.cache_words:
+            self._evict()
         # Spaces become '▁', each row gets its leading '▁' (always with Prepend, else unless it
         # starts with one) and the text is split before every '▁' -- on the whole chunk, with
         # C-level string passes. Each line break becomes its own element ("\n", a word with no
@@ -526,6 +554,7 @@ class LineEncoder:
             self._learn(list(dict.fromkeys(miss_words)))
             get = self._cache.__getitem__
             widx[missing] = np.fromiter(map(get, miss_words), dtype=np.int64, count=len(missing))
+        self._hits[: len(self._words)] += np.bincount(widx, minlength=len(self._words))
         starts, ends = self._starts[widx], self._ends[widx]
         per_word = ends - starts
         word_end = np.cumsum(per_word)
@@ -550,16 +579,19 @@ class LineEncoder:
             rows[0] = []
         lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
-        n0, used = len(self._cache), self._used
+        n0, n1, used = len(self._words), len(self._words) + len(words), self._used
         self._table = _grow(self._table, used + len(new_ids))
-        self._starts = _grow(self._starts, n0 + len(words))
-        self._ends = _grow(self._ends, n0 + len(words))
+        self._starts = _grow(self._starts, n1)
+        self._ends = _grow(self._ends, n1)
+        self._hits = _grow(self._hits, n1)
         self._table[used : used + len(new_ids)] = new_ids
         ends = used + np.cumsum(lens)
-        self._ends[n0 : n0 + len(words)] = ends
-        self._starts[n0 : n0 + len(words)] = ends - lens
+        self._ends[n0:n1] = ends
+        self._starts[n0:n1] = ends - lens
+        self._hits[n0:n1] = 0
         self._used = used + len(new_ids)
-        self._cache.update(zip(words, range(n0, n0 + len(words)), strict=True))
+        self._words += words
+        self._cache.update(zip(words, range(n0, n1), strict=True))
 
 
 def _grow(arr: np.ndarray, size: int) -> np.ndarray:
@@ -717,11 +749,54 @@ def _worker_init(tok_paths: list[str]) -> None:
         _WORKER_ENCODERS[p] = LineEncoder(Path(p))
 
 
-def _run_job(encoders: dict[str, LineEncoder], job: list[tuple[str, list[str]]]) -> list:
-    return [encoders[tok](lines) for tok, lines in job]
+# A job: for each side, (tokenizer path, file, raw bytes of up to chunk_lines lines, line count).
+Job = list[tuple[str, str, bytes, int]]
 
 
-def _worker_job(job: list[tuple[str, list[str]]]) -> list:
+def _blocks(path: Path, chunk_lines: int) -> Iterator[tuple[bytes, int]]:
+    """Raw bytes of `chunk_lines` lines at a time. Lines are split in C and decoded per block
+    by the workers: decoding line by line in Python cost ~8% of the encoding time."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        while lines := list(islice(f, chunk_lines)):
+            yield b"".join(lines), len(lines)
+
+
+def _jobs(files: dict[str, list[Path]], toks: dict[str, Path], chunk_lines: int) -> Iterator[Job]:
+    """The i-th files of all sides are read in lockstep (their line counts were checked)."""
+    sides = list(files)
+    for group in zip(*(files[s] for s in sides), strict=True):
+        readers = [_blocks(p, chunk_lines) for p in group]
+        for blocks in zip(*readers, strict=False):  # a file changed meanwhile: seen != total
+            yield [
+                (str(toks[s]), str(p), raw, n)
+                for s, p, (raw, n) in zip(sides, group, blocks, strict=True)
+            ]
+
+
+def _decode(path: str, raw: bytes) -> str:
+    """A block's lines joined by '\n', as textio.iter_lines would yield them (strict UTF-8,
+    trailing '\r' and '\n' removed); its DataError, with file and line, on invalid UTF-8."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        for _ in iter_lines(Path(path)):  # the error path: let textio name the line
+            pass
+        raise DataError(
+            f"{path}: invalid UTF-8 (the file changed while encoding); run again"
+        ) from None
+    if text.endswith("\n"):
+        text = text[:-1]
+    if "\r" in text:
+        text = "\n".join(line.rstrip("\r") for line in text.split("\n"))
+    return text
+
+
+def _run_job(encoders: dict[str, LineEncoder], job: Job) -> list:
+    return [encoders[tok].encode_block(_decode(path, raw), n) for tok, path, raw, n in job]
+
+
+def _worker_job(job: Job) -> list:
     return _run_job(_WORKER_ENCODERS, job)
 
 
@@ -739,7 +814,7 @@ class _Runner:
         else:
             self.encoders = {p: LineEncoder(Path(p)) for p in tok_paths}
 
-    def map(self, jobs: Iterator[list]) -> Iterator[list]:
+    def map(self, jobs: Iterator[Job]) -> Iterator[list]:
         if self.pool is None:
             for job in jobs:
                 yield _run_job(self.encoders, job)
@@ -845,11 +920,7 @@ def _encode(
         runner = _Runner(sorted({str(toks[s]) for s in files}), nworkers)
         ok = False
         try:
-            streams = [iter_chunks(iter_files(files[s]), chunk_lines) for s in files]
-            jobs = (
-                [(str(toks[s]), c) for s, c in zip(files, chunks, strict=True)]
-                for chunks in zip(*streams, strict=False)  # lengths checked: seen == total
-            )
+            jobs = _jobs(files, toks, chunk_lines)
             with _progress(total, show_progress) as advance:
                 for results in runner.map(jobs):
                     seen += _write_chunk(writers, results, filters, dropped)
