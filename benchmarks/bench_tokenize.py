@@ -12,8 +12,9 @@ process, interleaved per repeat so that machine load hits all of them alike:
 
 Wall and CPU seconds (children's user+sys) are the best of --repeat runs. Tokens per line on the
 first 5,000 lines checks that the vocabularies compress alike. --variants also times tfcli's
-library under alternative settings (line-by-line feeding, one rayon thread, a 16-character piece
-cap like sentencepiece's default) to show which levers matter.
+library in-process (no CLI start-up, no summary), as is and with one setting changed: blocks of
+lines joined into one long sequence, one rayon thread, a 16-character piece cap like
+sentencepiece's default; that shows which levers matter.
 
 Tokenizer training is CPU-only: there is no GPU path to measure.
 
@@ -66,8 +67,9 @@ from pathlib import Path
 import tfcli.tokenizer as tk
 from tfcli.recipe import TokenizerConfig
 corpus, vocab, out, variant = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-if variant == "lines":  # feed each line as its own sequence instead of joined blocks
-    tk._sequences = lambda blocks, cfg: blocks
+if variant == "joined":  # each block of lines as one space-joined sequence (exact for metaspace)
+    wrap = tk._Progress.wrap
+    tk._Progress.wrap = lambda self, blocks: (" ".join(filter(None, b)) for b in wrap(self, blocks))
 if variant == "maxlen16":  # sentencepiece's default max_sentencepiece_length
     make = tk._trainer
     def capped(cfg):
@@ -140,7 +142,13 @@ def systems(corpus: Path, vocab: int, work: Path, variants: bool) -> dict[str, t
         ),
     }
     if variants:
-        for name, env in (("lines", {}), ("maxlen16", {}), ("1thread", {"RAYON_NUM_THREADS": "1"})):
+        runs = (
+            ("default", {}),
+            ("joined", {}),
+            ("maxlen16", {}),
+            ("1thread", {"RAYON_NUM_THREADS": "1"}),
+        )
+        for name, env in runs:
             model = work / f"v-{name}.json"
             cmd = [py, "-c", VARIANT, str(corpus), str(vocab), str(model), name]
             out[f"tfcli lib: {name}"] = (cmd, env, "hf", model)

@@ -51,7 +51,7 @@ SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
 SPACE = "▁"  # U+2581, the metaspace word-start marker
 META_FORMAT = "tfcli-tokenizer-meta"
-_BLOCK_LINES = 4096  # lines joined into one training sequence (see _sequences)
+_BLOCK_LINES = 1024  # lines handed to the trainer per Python -> Rust call
 _WP_CHUNK = 100  # longest word WordPiece tokenizes (its default); longer ones are cut first
 _SAMPLE_LINES = 2_000  # at least this many lines (evenly spread) for tokens/line and <unk> rate
 
@@ -285,22 +285,6 @@ class _Corpus:
             carry = cap - n if self.max_lines else 0
 
 
-def _sequences(blocks: Iterator[list[str]], cfg: TokenizerConfig) -> Iterator[str | list[str]]:
-    """What the trainer is fed: with metaspace, each block joined by spaces into one sequence.
-
-    The trainer counts pre-tokenized words, and per-sequence overhead dominates on short lines;
-    joining is exact for metaspace: "a" and " b" give "▁a" and "▁", "▁b" alone, and "a  b"
-    joined gives "▁a", "▁", "▁b" (empty lines are dropped: alone they yield no word). It is not
-    exact for byte_level (the GPT-2 regex glues a line's trailing space to the newline), so
-    byte-level training is fed line by line.
-    """
-    if cfg.pre_tokenizer is PreTokenizer.METASPACE:
-        for block in blocks:
-            yield " ".join(filter(None, block))
-    else:
-        yield from blocks
-
-
 class _Progress:
     """Lines read so far (rich), then a spinner while the trainer learns the vocabulary."""
 
@@ -373,7 +357,11 @@ def train(files: list[Path], cfg: TokenizerConfig, show_progress: bool = True) -
     start = time.perf_counter()
     with _Progress(show_progress, len(files), what) as progress:
         corpus = _Corpus(files, cfg.max_lines, progress.file)
-        tok.train_from_iterator(_sequences(progress.wrap(corpus.blocks()), cfg), trainer)
+        # Lists of lines: the trainer takes each line as one sequence and counts its words in Rust
+        # threads. (Joining a block into one long sequence measured no faster; see
+        # benchmarks/results/tokenize.md.) Rust buffers only 256 lines ahead, so the line count
+        # shown tracks the counting.
+        tok.train_from_iterator(progress.wrap(corpus.blocks()), trainer)
     if corpus.chars == 0:
         names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         raise DataError(f"no text in {names}: the tokenizer needs at least one non-empty line")
