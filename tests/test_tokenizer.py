@@ -296,6 +296,15 @@ def test_describe(trained, tmp_path):
     assert d["merges"] > 0 and len(d["sample_merges"]) == 8
     assert len(d["sample_pieces"]) == 10
     assert d["sha256"] == file_sha256(path)
+    assert "trained_on" not in d  # no tokenizer.meta.json beside it
+
+
+def test_describe_reports_training_stats(tmp_path):
+    paths = tokenizer_paths(tmp_path, joint=True)
+    build_tokenizers(
+        {"src": [CORPUS], "tgt": [CORPUS]}, TokenizerConfig(vocab_size=300), paths, False
+    )
+    assert describe_tokenizer(paths["src"])["trained_on"].startswith("1 file(s), 16 lines, ")
 
 
 def test_paths():

@@ -465,9 +465,15 @@ def describe_tokenizer(path: Path) -> dict:
     ids = range(len(SPECIALS), size)
     step = max(1, len(ids) // 10)
     out["sample_pieces"] = [tok.id_to_token(i) for i in ids[::step][:10]]
-    meta = read_training_meta(meta_path(path))
-    if meta and isinstance(meta.get("stats"), dict):
-        out["trained_on"] = meta["stats"]
+    meta = read_training_meta(meta_path(path)) or {}
+    for side, info in (meta.get("sides") or {}).items():
+        stats = (meta.get("stats") or {}).get(side)
+        if info.get("tokenizer") == path.name and isinstance(stats, dict):
+            out["trained_on"] = (
+                f"{stats.get('files')} file(s), {stats.get('lines', 0):,} lines, "
+                f"{stats.get('chars', 0):,} characters, {stats.get('seconds', 0):.1f} s"
+            )
+            break
     return out
 
 
