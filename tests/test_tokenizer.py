@@ -232,6 +232,15 @@ def test_max_lines_takes_the_first_lines_of_each_file(tmp_path):
     ]
 
 
+def test_max_lines_below_the_number_of_files(tmp_path):
+    files = []
+    for name in "abc":
+        files.append(tmp_path / f"{name}.txt")
+        files[-1].write_text(f"{name}1\n{name}2\n", encoding="utf-8")
+    result = train(files, TokenizerConfig(vocab_size=20, max_lines=2), show_progress=False)
+    assert result.sample == ["a1", "b1"]
+
+
 def test_sample_is_spread_over_the_whole_input(tmp_path, monkeypatch):
     import tfcli.tokenizer as tk
 

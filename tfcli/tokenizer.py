@@ -266,8 +266,10 @@ class _Corpus:
         carry = 0
         budgets = _line_budgets(len(self.files), self.max_lines)
         for i, (path, budget) in enumerate(zip(self.files, budgets, strict=True)):
-            self.on_file(i, path)
             cap, n = budget + carry, 0
+            if self.max_lines and cap <= 0:
+                continue  # max_lines is smaller than the number of files
+            self.on_file(i, path)
             lines = iter_lines(path)
             try:
                 for block in iter_chunks(lines, _BLOCK_LINES):
