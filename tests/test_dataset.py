@@ -530,3 +530,14 @@ def test_failure_midway_leaves_the_old_split_untouched(tmp_path, tok_path, monke
         encode_text([TRAIN_TGT], tok_path, out, chunk_lines=10, show_progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert _leftovers(tmp_path) == ["train"]
+
+
+def test_split_directory_gets_ordinary_permissions(tmp_path, tok_path):
+    import os
+    import stat
+
+    encode_text([TRAIN_SRC], tok_path, tmp_path / "t", show_progress=False)
+    mode = stat.S_IMODE((tmp_path / "t").stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask

@@ -20,17 +20,17 @@ import gzip
 import json
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, islice, repeat
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -387,11 +387,14 @@ class LineEncoder:
     Call it on a list of n lines; it returns `(ids (sum(lengths),) uint32, lengths (n,) int64)`.
 
     For Metaspace tokenizers (all of tfcli's) it keeps a cache word -> ids and tokenizes only
-    unseen words: a chunk is normalized in one call, split into words by a few whole-chunk
-    string operations, and the cached ids are gathered with numpy. Lines holding an added
-    token's text (e.g. a literal `<s>`) go through the full tokenizer, as does everything for
-    other tokenizers (`encode_batch_fast`: no offsets). The cache is cleared when it passes
-    `cache_words` entries, so memory stays bounded whatever the corpus size.
+    unseen words with the tokenizer's own model. A chunk is normalized in one call, its words
+    are found and hashed with numpy on the text's code points, looked up in a sorted key array
+    and their ids gathered, so no Python code runs per cached word. Words are keyed by two
+    independent 64-bit hashes and their length: mixing two words up would take a 128-bit
+    collision. Lines holding an added token's text (e.g. a literal `<s>`) go through the full
+    tokenizer, as does everything for other tokenizers (`encode_batch_fast`: no offsets). The
+    cache keeps its most used half whenever it passes `cache_words` words, so memory stays
+    bounded whatever the corpus size.
     """
 
     def __init__(self, tok_path: Path, cache_words: int = 200_000) -> None:
@@ -417,33 +420,34 @@ class LineEncoder:
         self._reset()
 
     def _reset(self) -> None:
-        self._cache: dict[str, int] = {}  # word -> index
-        self._words: list[str] = []  # index -> word
+        self._n = 0  # cached words
+        # sorted 128-bit word keys (two 64-bit hashes) -> word index, for np.searchsorted
+        self._key1 = np.zeros(0, dtype=np.uint64)
+        self._key2 = np.zeros(0, dtype=np.uint64)
+        self._key_idx = np.zeros(0, dtype=np.int64)
         self._table = np.zeros(1 << 16, dtype=np.uint32)  # ids of cached words, back to back
-        self._starts = np.zeros(1 << 12, dtype=np.int64)  # index -> start in _table
+        self._starts = np.zeros(1 << 12, dtype=np.int64)  # word index -> start in _table
         self._ends = np.zeros(1 << 12, dtype=np.int64)
-        self._hits = np.zeros(1 << 12, dtype=np.int64)  # index -> uses (decayed at eviction)
+        self._hits = np.zeros(1 << 12, dtype=np.int64)  # word index -> uses (decayed at eviction)
         self._used = 0
-        self._learn(["\n"])  # the row separator in _cached: a word without ids
-        self._newline = self._cache["\n"]
+        self._powers: dict[str, np.ndarray] = {}
 
     def _evict(self) -> None:
         """Keep the most used half of the cache, so the frequent words of a corpus stay cached
         while its long tail (numbers, names, rare forms) passes through."""
-        n, k = len(self._words), max(1, self.cache_words // 2)
-        hits = self._hits[:n].copy()
-        hits[self._newline] = np.iinfo(np.int64).max
-        keep = np.sort(np.argpartition(-hits, k - 1)[:k])
+        n, k = self._n, max(1, self.cache_words // 2)
+        keep = np.sort(np.argpartition(-self._hits[:n], k - 1)[:k])
         lens = self._ends[keep] - self._starts[keep]
         ends = np.cumsum(lens)
-        idx = np.repeat(self._starts[keep] - (ends - lens), lens) + np.arange(int(ends[-1]))
-        self._table = self._table[idx]
+        self._table = self._table[_ranges(self._starts[keep], lens)]
         self._starts, self._ends = ends - lens, ends
         self._hits = self._hits[keep] // 2  # older counts weigh less
-        self._words = [self._words[i] for i in keep.tolist()]
-        self._cache = dict(zip(self._words, range(k), strict=True))
-        self._used = int(ends[-1])
-        self._newline = self._cache["\n"]
+        remap = np.full(n, -1, dtype=np.int64)
+        remap[keep] = np.arange(k)
+        idx = remap[self._key_idx]
+        kept = idx >= 0
+        self._key1, self._key2, self._key_idx = self._key1[kept], self._key2[kept], idx[kept]
+        self._used, self._n = int(ends[-1]), k
 
     def __call__(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Ids of `lines` (strings without line breaks)."""
@@ -530,44 +534,68 @@ class LineEncoder:
         lengths[special] = sub_len
         return np.concatenate(out).astype(np.uint32, copy=False), lengths
 
+    def _hashes(self, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two 64-bit polynomial hashes of each code-point slice c[a:b], from prefix sums: all
+        words of a chunk at numpy speed, in place of a Python dict lookup per word."""
+        n = len(c) + 1
+        if n > len(self._powers.get("p1", ())):
+            m = max(n, 2 * len(self._powers.get("p1", ())))
+            self._powers = {k: _powers(base, m) for k, base in _HASH_BASES.items()}
+        pw = self._powers
+        cp = c.astype(np.uint64) + np.uint64(1)  # +1: a NUL character still counts
+        length = (b - a).astype(np.uint64)
+        out = []
+        for p, inv, mix in (("p1", "i1", _MIX1), ("p2", "i2", _MIX2)):
+            prefix = np.zeros(n, dtype=np.uint64)
+            np.cumsum(cp * pw[p][: n - 1], out=prefix[1:])  # wraps mod 2**64, as intended
+            out.append((prefix[b] - prefix[a]) * pw[inv][a] + length * mix)
+        return out[0], out[1]
+
     def _cached(self, norm: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids of n_rows non-empty normalized rows joined by '\\n', via the word cache."""
         if n_rows == 0:
             return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
-        if len(self._words) > self.cache_words:
+        if self._n > self.cache_words:
             self._evict()
-        # Spaces become '▁', each row gets its leading '▁' (always with Prepend, else unless it
-        # starts with one) and the text is split before every '▁' -- on the whole chunk, with
-        # C-level string passes. Each line break becomes its own element ("\n", a word with no
-        # ids); every other element w stands for the pre-token '▁' + w.
-        t = norm.replace(" ", _SPACE).replace("\n", _SPACE + "\n" + _SPACE)
-        if not self.plan.prepend_all:
-            t = t.replace("\n" + _SPACE + _SPACE, "\n" + _SPACE)
-        if self.plan.prepend_all or not t.startswith(_SPACE):
-            t = _SPACE + t
-        flat = t.split(_SPACE)
-        del flat[0]
-        widx = np.fromiter(map(self._cache.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+        # Metaspace on code points: a word starts at each space or '▁' and at a row start
+        # (always with Prepend, else unless the row starts with one); its text w runs to the
+        # next space, '▁' or line break, and the model sees '▁' + w.
+        c = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
+        is_sep = (c == 0x20) | (c == 0x2581)
+        row_start = np.concatenate([[0], np.flatnonzero(c == 0x0A) + 1])
+        seps = np.flatnonzero(is_sep)
+        implicit = row_start if self.plan.prepend_all else row_start[~is_sep[row_start]]
+        a = np.concatenate([implicit, seps + 1])  # where each word's text starts
+        anchor = np.concatenate([implicit, seps])  # where the word starts (its row)
+        order = np.argsort(a, kind="stable")
+        a, anchor = a[order], anchor[order]
+        bounds = np.concatenate([np.flatnonzero(is_sep | (c == 0x0A)), [len(c)]])
+        b = bounds[np.searchsorted(bounds, a)]
+        h1, h2 = self._hashes(c, a, b)
+        widx = self._lookup(h1, h2)
         missing = np.flatnonzero(widx < 0)
         if len(missing):
-            miss_words = [flat[i] for i in missing.tolist()]
-            self._learn(list(dict.fromkeys(miss_words)))
-            get = self._cache.__getitem__
-            widx[missing] = np.fromiter(map(get, miss_words), dtype=np.int64, count=len(missing))
-        self._hits[: len(self._words)] += np.bincount(widx, minlength=len(self._words))
-        starts, ends = self._starts[widx], self._ends[widx]
-        per_word = ends - starts
-        word_end = np.cumsum(per_word)
-        total = int(word_end[-1])
-        # gather: token k of word j sits at table[starts[j] + (k - first token of word j)]
-        idx = np.repeat(starts - (word_end - per_word), per_word) + np.arange(total)
-        ids = self._table[idx]
-        breaks = np.flatnonzero(widx == self._newline)
-        assert len(breaks) == n_rows - 1, "one line-break element per row boundary"
-        row_end = np.concatenate([[0], word_end[breaks], [total]])
-        return ids, np.diff(row_end)
+            keys = np.stack([h1[missing], h2[missing]], axis=1)
+            uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            at = missing[first]
+            words = [norm[x:y] for x, y in zip(a[at].tolist(), b[at].tolist(), strict=True)]
+            widx[missing] = self._n + inverse.reshape(-1)
+            self._learn(words, uniq[:, 0], uniq[:, 1])
+        self._hits[: self._n] += np.bincount(widx, minlength=self._n)
+        starts, per_word = self._starts[widx], self._ends[widx] - self._starts[widx]
+        ids = self._table[_ranges(starts, per_word)]
+        row = np.searchsorted(row_start, anchor, side="right") - 1
+        return ids, np.bincount(row, weights=per_word, minlength=n_rows).astype(np.int64)
 
-    def _learn(self, words: list[str]) -> None:
+    def _lookup(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """Word index per key, -1 where not cached."""
+        if self._n == 0:
+            return np.full(len(h1), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._key1, h1), len(self._key1) - 1)
+        found = (self._key1[pos] == h1) & (self._key2[pos] == h2)
+        return np.where(found, self._key_idx[pos], -1)
+
+    def _learn(self, words: list[str], key1: np.ndarray, key2: np.ndarray) -> None:
         """Tokenize unseen words as the model sees them ('▁' + word) into the cache."""
         tokenize = self._model.tokenize
         if self.plan is not None and self.plan.split_more:
@@ -575,23 +603,41 @@ class LineEncoder:
             rows = [[t.id for p, _ in pre(_SPACE + w) for t in tokenize(p)] for w in words]
         else:
             rows = [[t.id for t in tokenize(_SPACE + w)] for w in words]
-        if words and words[0] == "\n":
-            rows[0] = []
         lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
-        n0, n1, used = len(self._words), len(self._words) + len(words), self._used
+        n0, n1, used = self._n, self._n + len(words), self._used
         self._table = _grow(self._table, used + len(new_ids))
-        self._starts = _grow(self._starts, n1)
-        self._ends = _grow(self._ends, n1)
-        self._hits = _grow(self._hits, n1)
+        self._starts, self._ends, self._hits = (
+            _grow(x, n1) for x in (self._starts, self._ends, self._hits)
+        )
         self._table[used : used + len(new_ids)] = new_ids
         ends = used + np.cumsum(lens)
-        self._ends[n0:n1] = ends
-        self._starts[n0:n1] = ends - lens
-        self._hits[n0:n1] = 0
-        self._used = used + len(new_ids)
-        self._words += words
-        self._cache.update(zip(words, range(n0, n1), strict=True))
+        self._ends[n0:n1], self._starts[n0:n1], self._hits[n0:n1] = ends, ends - lens, 0
+        self._used, self._n = used + len(new_ids), n1
+        order = np.argsort(key1, kind="stable")
+        at = np.searchsorted(self._key1, key1[order])
+        self._key1 = np.insert(self._key1, at, key1[order])
+        self._key2 = np.insert(self._key2, at, key2[order])
+        self._key_idx = np.insert(self._key_idx, at, np.arange(n0, n1)[order])
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices of the concatenated ranges [starts[j], starts[j] + lengths[j])."""
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """base**i mod 2**64 for i < n (uint64 arithmetic wraps)."""
+    a = np.full(n, base, dtype=np.uint64)
+    a[0] = 1
+    return np.cumprod(a, dtype=np.uint64)
+
+
+_B1, _B2 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F  # odd: invertible modulo 2**64
+_HASH_BASES = {"p1": _B1, "i1": pow(_B1, -1, 1 << 64), "p2": _B2, "i2": pow(_B2, -1, 1 << 64)}
+_MIX1, _MIX2 = np.uint64(0x632BE59BD9B4E019), np.uint64(0x85EBCA77C2B2AE63)
 
 
 def _grow(arr: np.ndarray, size: int) -> np.ndarray:
@@ -703,16 +749,28 @@ def _short(shas: Any) -> str:
     return "/".join(f"{k} {str(v)[:10]}" for k, v in shas.items())
 
 
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new directory `prefix` + random suffix with the umask's permissions (tempfile.mkdtemp
+    makes it private, and the split keeps the mode of the directory renamed into place)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def _atomic_dir(out_dir: Path) -> Iterator[Path]:
     """Yield `NAME.tmp-XXXX/` beside `out_dir`; rename it into place on success, remove it on any
     error or Ctrl-C, so readers never see a partial split."""
     ensure_dir(out_dir.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = _fresh_dir(out_dir.parent, f"{out_dir.name}.tmp-")
     try:
         yield tmp
         if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.old-", dir=out_dir.parent))
+            old = _fresh_dir(out_dir.parent, f"{out_dir.name}.old-")
             os.replace(out_dir, old / "split")
             os.replace(tmp, out_dir)
             shutil.rmtree(old, ignore_errors=True)

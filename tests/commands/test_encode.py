@@ -188,3 +188,31 @@ def test_missing_tokenizer_and_input(tmp_path, tok):
     assert "nope.json" in str(result.exception) and "tfcli tokenize" in str(result.exception)
     result = invoke("--text", tmp_path / "missing.txt", "--tokenizer", tok, "-o", tmp_path / "o")
     assert "missing.txt" in str(result.exception)
+
+
+def test_ctrl_c_with_worker_processes_leaves_nothing_behind(tmp_path, tok):
+    """SIGINT in the middle of a 2-worker run: exit 130, one line, no split, no temp dir."""
+    import signal
+    import time
+
+    big = tmp_path / "big.txt"
+    lines = SRC.read_text(encoding="utf-8")
+    big.write_text(lines * 3000, encoding="utf-8")  # ~380k lines, several seconds to encode
+    cmd = [sys.executable, "-m", "tfcli", "encode", "--text", str(big), "--tokenizer", str(tok)]
+    proc = subprocess.Popen(
+        [*cmd, "-o", str(tmp_path / "out"), "-j", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("out.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("out.tmp-*")), "encoding started"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == ["Error: aborted"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
