@@ -241,12 +241,11 @@ def _check_block_size(recipe: Recipe) -> None:
     """Every position of a block needs a position embedding (learned, sinusoidal or rotary)."""
     block, most = recipe.mlm.block_size, recipe.model.max_positions
     if block > most:
-        raise RecipeError(
-            [
-                f"mlm.block_size ({block}) exceeds model.max_positions ({most}); "
-                "raise model.max_positions or lower mlm.block_size"
-            ]  # fmt: skip
+        problem = (
+            f"mlm.block_size ({block}) exceeds model.max_positions ({most}); "
+            "raise model.max_positions or lower mlm.block_size"
         )
+        raise RecipeError([problem])
 
 
 def _open_text(path: Path, split: str) -> TextData:
@@ -300,4 +299,11 @@ def pretrain(recipe: Recipe, *, resume: bool = False, force: bool = False) -> di
         distributed.seed_all(recipe.train.seed, 0)  # the same initial weights on every rank
         model = build_model(spec)
         meta = session.meta_base(recipe, "mlm", spec, {"src": tok_path}, joint=True)
+        if d.main:
+            n = sum(p.numel() for p in model.parameters())
+            unit = "blocks" if recipe.mlm.packing is Packing.BLOCKS else "sentences"
+            console.step(
+                f"pretrain-mlm: {n / 1e6:.1f}M parameters, {len(objective.train):,} training "
+                f"{unit} of up to {recipe.mlm.block_size} tokens, run dir {recipe.run_dir}"
+            )
         return train(recipe, model, objective, meta, resume=resume)
