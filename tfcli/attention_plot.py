@@ -43,7 +43,9 @@ def select(weights: Tensor, layer: int | None = None, head: int | None = None) -
     if not 1 <= layer <= n_layers:
         raise TfcliError(f"--layer {layer}: the decoder has layers 1..{n_layers}")
     if head is not None and not 1 <= head <= n_heads:
-        raise TfcliError(f"--head {head}: attention has heads 1..{n_heads} (omit it for their mean)")
+        raise TfcliError(
+            f"--head {head}: attention has heads 1..{n_heads} (omit it for their mean)"
+        )
     per_layer = weights[layer - 1]  # (H, T, S)
     return per_layer.mean(0) if head is None else per_layer[head - 1]
 
@@ -56,11 +58,15 @@ def plot_attention(
 
     t, s = weights.shape
     if (t, s) != (len(out_labels), len(src_labels)):
-        raise ValueError(f"weights {tuple(weights.shape)} vs {len(out_labels)}x{len(src_labels)} labels")
+        raise ValueError(
+            f"weights {tuple(weights.shape)} vs {len(out_labels)}x{len(src_labels)} labels"
+        )
     # about 0.3 inch per piece, within what a screen and matplotlib's text layout handle
     fig = Figure(figsize=(min(2.5 + 0.32 * s, 40), min(2.0 + 0.3 * t, 40)), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, aspect="auto", interpolation="nearest")
+    image = ax.imshow(
+        weights.numpy(), cmap="viridis", vmin=0.0, aspect="auto", interpolation="nearest"
+    )
     ax.set_xticks(range(s), labels=src_labels, rotation=90, fontsize=8)
     ax.set_yticks(range(t), labels=out_labels, fontsize=8)
     ax.set_xlabel("source pieces")
