@@ -562,14 +562,16 @@ class LineEncoder:
         # next space, '▁' or line break, and the model sees '▁' + w.
         c = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
         is_sep = (c == 0x20) | (c == 0x2581)
-        row_start = np.concatenate([[0], np.flatnonzero(c == 0x0A) + 1])
-        seps = np.flatnonzero(is_sep)
+        is_nl = c == 0x0A
+        row_start = np.concatenate([[0], np.flatnonzero(is_nl) + 1])
         implicit = row_start if self.plan.prepend_all else row_start[~is_sep[row_start]]
-        a = np.concatenate([implicit, seps + 1])  # where each word's text starts
-        anchor = np.concatenate([implicit, seps])  # where the word starts (its row)
-        order = np.argsort(a, kind="stable")
-        a, anchor = a[order], anchor[order]
-        bounds = np.concatenate([np.flatnonzero(is_sep | (c == 0x0A)), [len(c)]])
+        starts = np.zeros(len(c) + 1, dtype=bool)  # word text starts; sorted by construction
+        starts[1:] = is_sep  # just after a separator (never a row start: those follow '\n')
+        starts[implicit] = True
+        a = np.flatnonzero(starts)
+        sep_before = np.concatenate([[False], is_sep])[a]
+        row = np.concatenate([[0], np.cumsum(is_nl)])[a - sep_before]  # the row of each word
+        bounds = np.concatenate([np.flatnonzero(is_sep | is_nl), [len(c)]])
         b = bounds[np.searchsorted(bounds, a)]
         h1, h2 = self._hashes(c, a, b)
         widx = self._lookup(h1, h2)
@@ -584,7 +586,6 @@ class LineEncoder:
         self._hits[: self._n] += np.bincount(widx, minlength=self._n)
         starts, per_word = self._starts[widx], self._ends[widx] - self._starts[widx]
         ids = self._table[_ranges(starts, per_word)]
-        row = np.searchsorted(row_start, anchor, side="right") - 1
         return ids, np.bincount(row, weights=per_word, minlength=n_rows).astype(np.int64)
 
     def _lookup(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
@@ -972,20 +973,12 @@ def _encode(
     fingerprints = input_fingerprints(files)
     nworkers = workers if workers is not None else _auto_workers(files)
     dropped = np.zeros(len(_REASONS) + 1, dtype=np.int64)
-    seen = 0
     with _atomic_dir(out_dir) as tmp:
         writers = {s: _SideWriter(tmp, s, _DTYPES[dtype]) for s in files}
-        runner = _Runner(sorted({str(toks[s]) for s in files}), nworkers)
-        ok = False
         try:
             jobs = _jobs(files, toks, chunk_lines)
-            with _progress(total, show_progress) as advance:
-                for results in runner.map(jobs):
-                    seen += _write_chunk(writers, results, filters, dropped)
-                    advance(len(results[0][1]))
-            ok = True
+            seen = _run(jobs, writers, toks, filters, dropped, nworkers, total, show_progress)
         finally:
-            runner.close(ok)
             for w in writers.values():
                 w.close()
         if seen != total:
@@ -1021,6 +1014,30 @@ def _encode(
             json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     return meta
+
+
+def _run(
+    jobs: Iterator[Job],
+    writers: dict[str, _SideWriter],
+    toks: dict[str, Path],
+    filters: dict,
+    dropped: np.ndarray,
+    workers: int,
+    total: int,
+    show_progress: bool,
+) -> int:
+    """Tokenize the jobs (in order), filter and write; returns the number of lines read."""
+    runner = _Runner(sorted({str(t) for t in toks.values()}), workers)
+    ok, seen = False, 0
+    try:
+        with _progress(total, show_progress) as advance:
+            for results in runner.map(jobs):
+                seen += _write_chunk(writers, results, filters, dropped)
+                advance(len(results[0][1]))
+        ok = True
+    finally:
+        runner.close(ok)
+    return seen
 
 
 def _write_chunk(
