@@ -216,3 +216,22 @@ def test_ctrl_c_with_worker_processes_leaves_nothing_behind(tmp_path, tok):
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("Error:")] == ["Error: aborted"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
+
+
+def test_recipe_with_parallel_and_text_data_encodes_one_kind(tmp_path):
+    """data/train is either parallel or text: parallel by default, --kind text for the MLM."""
+    (tmp_path / "mono.txt").write_text("only one side here\nand a second line\n", encoding="utf-8")
+    (tmp_path / "r.yaml").write_text(
+        f"run_dir: run\ndata: {{src: [{SRC}], tgt: [{TGT}], text: [mono.txt]}}\n"
+        "tokenizer: {vocab_size: 300, min_frequency: 1}\n",
+        encoding="utf-8",
+    )
+    result = invoke("r.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train"]["kind"] == "parallel"
+    assert "--kind text" in result.stderr
+    again = invoke("r.yaml", "--kind", "text", "--run-dir", "run-mlm", "--json")
+    assert again.exit_code == 0, again.output
+    meta = json.loads(again.stdout)["train"]
+    assert meta["kind"] == "text" and meta["num_examples"] == 2
+    assert isinstance(open_split(tmp_path / "run" / "data" / "train"), ParallelData)

@@ -29,13 +29,11 @@ def _summary(metas: dict[str, dict]) -> None:
         row("examples kept", lambda m: f"{m['num_examples']:,}"),
         row(f"dropped ({reasons})", lambda m: " / ".join(f"{v:,}" for v in m["dropped"].values())),
     ]
-    for side in first["num_tokens"]:
-        rows.append(row(f"{side} tokens", lambda m, s=side: f"{m['num_tokens'][s]:,}"))
+    sides = dict.fromkeys(s for m in metas.values() for s in m["num_tokens"])  # a recipe may
+    for side in sides:  # name parallel and text splits: "-" where a split has no such side
+        rows.append(row(f"{side} tokens", lambda m, s=side: _side(m, s, "{n:,}")))
         rows.append(
-            row(
-                f"{side} length mean / p95",
-                lambda m, s=side: f"{m['lengths'][s]['mean']:.1f} / {m['lengths'][s]['p95']}",
-            )
+            row(f"{side} length mean / p95", lambda m, s=side: _side(m, s, "{mean:.1f} / {p95}"))
         )
     rows += [
         row("id dtype", lambda m: m["dtype"]),
@@ -43,6 +41,12 @@ def _summary(metas: dict[str, dict]) -> None:
         row("time", lambda m: f"{m.get('seconds', 0):.1f} s"),
     ]
     console.show(console.table("Encoded", rows, ["", *metas]))
+
+
+def _side(meta: dict, side: str, fmt: str) -> str:
+    if side not in meta["num_tokens"]:
+        return "-"
+    return fmt.format(n=meta["num_tokens"][side], **meta["lengths"][side])
 
 
 def _encode_files(
@@ -86,28 +90,26 @@ def _encode_files(
     )
 
 
-def _encode_recipe(r: Recipe, force: bool) -> dict[str, dict]:
+def _encode_recipe(r: Recipe, kind: str | None, force: bool) -> dict[str, dict]:
+    """Every split of one kind (a run directory holds one: data/train is either parallel or
+    text), parallel when the recipe names data.src/data.tgt unless --kind text."""
     from tfcli import pipeline
     from tfcli.dataset import read_meta
     from tfcli.errors import DataError
 
-    kinds = []
-    if r.data.src or r.data.tgt:
-        kinds.append("parallel")
-    if r.data.text:
-        kinds.append("text")
-    if not kinds:
+    has_parallel, has_text = bool(r.data.src or r.data.tgt), bool(r.data.text)
+    if not (has_parallel or has_text):
         raise DataError(
             "nothing to encode: set data.src and data.tgt (parallel) or data.text (monolingual) "
             "in the recipe, or pass --src/--tgt or --text"
         )
-    metas: dict[str, dict] = {}
-    for kind in kinds:
-        pipeline.ensure_tokenizer(r, kind=kind)
-        for split, path in pipeline.ensure_encoded(r, kind=kind, force=force).items():
-            name = split if len(kinds) == 1 else f"{split} ({kind})"
-            metas[name] = read_meta(path)
-    return metas
+    if kind is None:
+        kind = "parallel" if has_parallel else "text"
+        if has_parallel and has_text:
+            console.info("encode: parallel data (data.src/tgt); --kind text encodes data.text")
+    pipeline.ensure_tokenizer(r, kind=kind)
+    splits = pipeline.ensure_encoded(r, kind=kind, force=force)
+    return {split: read_meta(path) for split, path in splits.items()}
 
 
 @click.command()
@@ -169,6 +171,13 @@ def _encode_recipe(r: Recipe, force: bool) -> dict[str, dict]:
     default=None,
     help="Tokenizing processes (default: one per CPU for inputs over 8 MB, else 1).",
 )
+@click.option(
+    "--kind",
+    type=click.Choice(["parallel", "text"]),
+    default=None,
+    help="With a recipe: encode data.src/tgt (parallel) or data.text (text, pretrain-mlm); "
+    "default parallel when the recipe names data.src.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print each split's meta.json to stdout.")
 def encode(
     recipe: str | None,
@@ -185,6 +194,7 @@ def encode(
     max_len_ratio: float | None,
     force: bool,
     workers: int | None,
+    kind: str | None,
     as_json: bool,
 ) -> None:
     """Turn raw text into token-id splits that training memory-maps.
@@ -204,6 +214,7 @@ def encode(
       tfcli encode --src 'corpus/*.en.gz' --tgt 'corpus/*.de.gz' --max-len 200 --max-len-ratio 2.5
       tfcli encode --text wiki.txt --split valid --run-dir runs/bert
       tfcli encode demo-tiny                   # every split of the recipe, into its run_dir
+      tfcli encode demo-mlm --kind text        # the recipe's data.text, for pretrain-mlm
       tfcli encode my.yaml --force             # re-encode everything
     """
     if bool(src) != bool(tgt):
@@ -217,6 +228,8 @@ def encode(
         raise click.UsageError(
             "-o/--output needs --src/--tgt or --text; for a recipe use --run-dir"
         )
+    if kind is not None and explicit:
+        raise click.UsageError("--kind picks the recipe's data; with --src/--tgt or --text drop it")
     flags = {
         "data.min_len": min_len,
         "data.max_len": max_len,
@@ -231,7 +244,7 @@ def encode(
         metas = {split: _encode_files(r, src, tgt, text, out, max_len is not None, force, workers)}
         console.success(f"wrote {out}")
     else:
-        metas = _encode_recipe(r, force)
+        metas = _encode_recipe(r, kind, force)
     _summary(metas)
     if as_json:
         console.out.print_json(json.dumps(metas, ensure_ascii=False))
