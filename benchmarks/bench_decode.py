@@ -338,11 +338,13 @@ def report(args, name, diff, sources, flat, times, outs, refs, tok) -> None:
 def _argv_echo(args) -> list[str]:
     keys = ("size", "vocab", "eos_bias", "checkpoint", "input", "reference", "sentences", "beam",
             "max_len", "max_tokens", "rounds", "device", "threads")  # fmt: skip
+    random_only = ("size", "vocab", "eos_bias")
     out = []
     for k in keys:
         v = getattr(args, k)
-        if v not in (None, 0) or k == "eos_bias":
-            out += [f"--{k.replace('_', '-')}", str(v)]
+        if v in (None, 0) or (args.checkpoint and k in random_only):
+            continue
+        out += [f"--{k.replace('_', '-')}", str(v)]
     return out
 
 
