@@ -138,7 +138,8 @@ def stale_reason(
     out: Path, kind: Kind, files: dict[str, list[Path]], shas: dict[str, str], filters: dict
 ) -> str | None:
     """Why the split at `out` must be (re-)encoded; None when it is current."""
-    from tfcli.dataset import input_fingerprints, open_split
+    from tfcli.dataset import open_split
+    from tfcli.encoding import input_fingerprints
 
     if not out.exists():
         return "not encoded yet"
@@ -164,7 +165,7 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
     Returns split -> directory ("train" always; "valid", "test" when the recipe names them).
     The tokenizer must exist (call ensure_tokenizer first).
     """
-    from tfcli import dataset
+    from tfcli import encoding
     from tfcli.tokenizer import file_sha256
 
     toks = tokenizer_files(recipe, kind)
@@ -186,11 +187,11 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
         n = sum(len(f) for f in files.values())
         console.step(f"encode: {split} split ({reason}); {n} file(s) -> {out}")
         if kind == "parallel":
-            meta = dataset.encode_parallel(
+            meta = encoding.encode_parallel(
                 files["src"], files["tgt"], toks["src"], toks["tgt"], out, overwrite=True, **filters
             )
         else:
-            meta = dataset.encode_text(files["text"], toks["text"], out, overwrite=True, **filters)
+            meta = encoding.encode_text(files["text"], toks["text"], out, overwrite=True, **filters)
         console.success(f"encode: {split}: {summary_line(meta)}")
     if current:
         console.info(f"encode: {', '.join(current)} up to date in {data_dir}")

@@ -14,7 +14,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tfcli import checkpoint as ckpt
 from tfcli import recipe as recipe_mod
 from tfcli.cli import cli
-from tfcli.dataset import encode_parallel, encode_text, open_split
+from tfcli.dataset import open_split
+from tfcli.encoding import encode_parallel, encode_text
 from tfcli.model.build import build_model
 from tfcli.model.config import ModelSpec
 

@@ -59,14 +59,14 @@ def _encode_files(
     force: bool,
     workers: int | None,
 ) -> dict:
-    from tfcli import dataset, pipeline
+    from tfcli import encoding, pipeline
     from tfcli.textio import expand_inputs
 
     d = r.data
     if text:
         toks = pipeline.tokenizer_files(r, "text")
         max_len = d.max_len if max_len_given else 0  # long lines are packed/truncated by the MLM
-        return dataset.encode_text(
+        return encoding.encode_text(
             expand_inputs(list(text), "--text"),
             toks["text"],
             output,
@@ -76,7 +76,7 @@ def _encode_files(
             workers=workers,
         )
     toks = pipeline.tokenizer_files(r, "parallel")
-    return dataset.encode_parallel(
+    return encoding.encode_parallel(
         expand_inputs(list(src), "--src"),
         expand_inputs(list(tgt), "--tgt"),
         toks["src"],
