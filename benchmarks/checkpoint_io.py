@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from tfcli import checkpoint as ckpt
+from tfcli.averaging import average_checkpoints
 from tfcli.model.build import build_model
 from tfcli.model.config import ModelSpec
 
@@ -94,9 +95,7 @@ def contenders(model: torch.nn.Module, meta: dict, d: Path, device: str) -> dict
             )["cfg"],
         },
         "average": {
-            "tfcli": lambda: ckpt.average_checkpoints(
-                [d / f"avg{i}.safetensors" for i in range(3)]
-            ),
+            "tfcli": lambda: average_checkpoints([d / f"avg{i}.safetensors" for i in range(3)]),
             "torch.load + sum": torch_average,
         },
     }

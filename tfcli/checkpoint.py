@@ -44,7 +44,7 @@ META_KEY = "tfcli"
 SHARED_KEY = "tfcli_shared"  # {"alias name": "stored name"} for tensors written once
 BEST_NAME = "best.safetensors"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
-_DTYPES = {  # torch dtype name -> safetensors dtype code
+DTYPE_CODES = {  # torch dtype name -> safetensors dtype code
     "float64": "F64",
     "float32": "F32",
     "float16": "F16",
@@ -190,13 +190,13 @@ def _write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata:
     for name in names:
         t = tensors[name]
         dtype = str(t.dtype).removeprefix("torch.")
-        if dtype not in _DTYPES:
+        if dtype not in DTYPE_CODES:
             raise CheckpointError(
                 f"tensor '{name}' has dtype {dtype}, which safetensors cannot store"
             )
         nbytes = t.numel() * t.element_size()
         header[name] = {
-            "dtype": _DTYPES[dtype],
+            "dtype": DTYPE_CODES[dtype],
             "shape": list(t.shape),
             "data_offsets": [offset, offset + nbytes],
         }
@@ -237,7 +237,7 @@ def save_checkpoint(path: Path, model: nn.Module | Mapping[str, torch.Tensor], m
     _atomic_write(path, lambda f: _write_safetensors(f, tensors, metadata), "checkpoint")
 
 
-def _open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str, list[int]]]]:
+def open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str, list[int]]]]:
     """(meta, aliases, {name: (dtype, shape)}) from the header alone; clear errors otherwise."""
     from safetensors import SafetensorError, safe_open
 
@@ -287,12 +287,12 @@ def _open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str,
 
 def read_meta(path: Path) -> dict:
     """The checkpoint's metadata, read from the header only (no tensors loaded, no model built)."""
-    return _open_header(path)[0]
+    return open_header(path)[0]
 
 
 def read_tensor_info(path: Path) -> tuple[dict[str, tuple[str, list[int]]], dict[str, str]]:
     """({stored name: (dtype code, shape)}, {alias: stored name}) from the header only."""
-    _, aliases, shapes = _open_header(path)
+    _, aliases, shapes = open_header(path)
     return shapes, aliases
 
 
@@ -300,7 +300,7 @@ def load_state_dict(path: Path, device: str | torch.device = "cpu") -> tuple[dic
     """(state dict with aliases restored as the same tensor object, meta)."""
     from safetensors.torch import load_file
 
-    meta, aliases, _ = _open_header(path)
+    meta, aliases, _ = open_header(path)
     state = load_file(str(path), device=str(device))
     for alias, stored in aliases.items():
         if stored not in state:
@@ -563,86 +563,3 @@ def link_best(checkpoint: Path) -> Path:
 def _copy_into(src: Path, f: IO[bytes]) -> None:
     with open(src, "rb") as s:
         shutil.copyfileobj(s, f, 1 << 20)
-
-
-# --- averaging ---------------------------------------------------------------------------------
-
-
-def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict]:
-    """Element-wise mean of the weights of `paths` (fairseq's average_checkpoints semantics).
-
-    Floating tensors are summed in float32 and cast back to their dtype; integer tensors must be
-    equal everywhere. All checkpoints must share one model spec and tokenizer. Returns (state
-    dict with shared tensors restored, meta of the newest input with meta["averaged"] added).
-    """
-    import torch
-    from safetensors import safe_open
-
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise CheckpointError(
-            "no checkpoints to average; pass files or a run dir with step checkpoints"
-        )
-    heads = [_open_header(p) for p in paths]
-    meta0, aliases0, shapes0 = heads[0]
-    for p, (meta, aliases, shapes) in zip(paths[1:], heads[1:], strict=True):
-        for key in ("model", "tokenizer"):
-            if meta.get(key) != meta0.get(key):
-                raise CheckpointError(
-                    f"cannot average {paths[0]} and {p}: different {key} "
-                    f"({_first_diff(meta0.get(key), meta.get(key))}); average checkpoints of one run"
-                )
-        if shapes != shapes0 or aliases != aliases0:
-            names = sorted(set(shapes) ^ set(shapes0)) or [
-                k for k in shapes if shapes[k] != shapes0.get(k)
-            ]
-            raise CheckpointError(
-                f"cannot average {paths[0]} and {p}: tensors differ ({', '.join(names[:3])})"
-            )
-    sums: dict[str, torch.Tensor] = {}
-    for p in paths:
-        with safe_open(str(p), framework="pt") as f:
-            for name in f.keys():
-                t = f.get_tensor(name)
-                if not t.is_floating_point():
-                    if name not in sums:
-                        sums[name] = t
-                    elif not torch.equal(sums[name], t):
-                        raise CheckpointError(
-                            f"cannot average {p}: integer tensor '{name}' differs"
-                        )
-                elif name in sums:
-                    sums[name] += t.float()
-                else:
-                    sums[name] = t.float()
-    state = {}
-    for name, t in sums.items():
-        dtype = _torch_dtype(shapes0[name][0])
-        state[name] = t.div(len(paths)).to(dtype) if dtype.is_floating_point else t
-    for alias, stored in aliases0.items():
-        state[alias] = state[stored]
-    steps = [h[0].get("step") if isinstance(h[0].get("step"), int) else -1 for h in heads]
-    meta = dict(heads[max(range(len(heads)), key=lambda i: (steps[i], i))][0])
-    meta["metrics"] = {}  # the inputs' validation scores are not this model's
-    meta["averaged"] = {
-        "sources": [str(p) for p in paths],
-        "steps": [h[0].get("step") for h in heads],
-        "method": "mean",
-    }
-    return state, meta
-
-
-def _torch_dtype(code: str) -> torch.dtype:
-    import torch
-
-    names = {v: k for k, v in _DTYPES.items()}
-    return getattr(torch, names[code])
-
-
-def _first_diff(a: Any, b: Any) -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                shown = (str(a.get(k))[:20], str(b.get(k))[:20])
-                return f"{k}: {shown[0]} vs {shown[1]}"
-    return "values differ"

@@ -76,6 +76,7 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
       tfcli decode runs/demo-tiny/averaged.safetensors --input demo/test.src
     """
     from tfcli import checkpoint as ckpt
+    from tfcli.averaging import average_checkpoints
 
     paths = _select(inputs, last)
     if len(paths) < 2:
@@ -93,7 +94,7 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
         raise CheckpointError(f"{output} already exists; pass --force to overwrite it")
     steps = [ckpt.read_meta(p).get("step") for p in paths]
     console.step(f"averaging {len(paths)} checkpoints (steps {', '.join(str(s) for s in steps)})")
-    state, meta = ckpt.average_checkpoints(paths)
+    state, meta = average_checkpoints(paths)
     ckpt.save_checkpoint(output, state, meta)
     size = output.stat().st_size / 2**20
     console.success(f"wrote {output} ({size:.2f} MiB); decode it with: tfcli decode {output}")
