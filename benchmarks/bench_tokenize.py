@@ -64,7 +64,8 @@ tok.save(out)
 VARIANT = """
 import sys
 from pathlib import Path
-import tfcli.tokenizer as tk
+import tfcli.tokenizer_training as tk
+from tfcli.tokenizer import save_tokenizer
 from tfcli.recipe import TokenizerConfig
 corpus, vocab, out, variant = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 if variant == "joined":  # each block of lines as one space-joined sequence (exact for metaspace)
@@ -78,7 +79,7 @@ if variant == "maxlen16":  # sentencepiece's default max_sentencepiece_length
         return t
     tk._trainer = capped
 tok = tk.train_tokenizer([Path(corpus)], TokenizerConfig(vocab_size=vocab), show_progress=False)
-tk.save_tokenizer(tok, Path(out))
+save_tokenizer(tok, Path(out))
 """
 
 

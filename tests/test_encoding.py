@@ -47,7 +47,8 @@ TRICKY = [
 
 def _train(tmp: Path, name: str, **cfg) -> Path:
     from tfcli.recipe import TokenizerConfig
-    from tfcli.tokenizer import save_tokenizer, train_tokenizer
+    from tfcli.tokenizer import save_tokenizer
+    from tfcli.tokenizer_training import train_tokenizer
 
     c = TokenizerConfig(**{"vocab_size": 300, "min_frequency": 1, **cfg})
     tok = train_tokenizer([TRAIN_SRC, TRAIN_TGT, ASSETS / "tok_corpus.txt"], c, show_progress=False)

@@ -23,21 +23,23 @@ from tfcli.tokenizer import (
     PAD,
     SPECIALS,
     UNK,
-    build_tokenizers,
     describe_tokenizer,
     file_sha256,
     load_tokenizer,
     meta_path,
-    min_vocab_size,
-    sample_stats,
     save_tokenizer,
     side_paths,
-    stale_reason,
     tokenizer_from_json,
     tokenizer_paths,
+    vocab_txt_path,
+)
+from tfcli.tokenizer_training import (
+    build_tokenizers,
+    min_vocab_size,
+    sample_stats,
+    stale_reason,
     train,
     train_tokenizer,
-    vocab_txt_path,
 )
 
 ASSETS = Path(__file__).parent / "assets"
@@ -132,7 +134,7 @@ def test_streamed_training_equals_hf_on_the_same_lines(tmp_path, pre):
     """Our reader (strict UTF-8, blocks of lines, progress) feeds the trainer exactly the lines
     of the file, empty lines and leading/trailing/repeated spaces included: the merges are those
     of HF trained on the list of lines directly."""
-    from tfcli.tokenizer import _empty_tokenizer, _trainer
+    from tfcli.tokenizer_training import _empty_tokenizer, _trainer
 
     lines = CORPUS.read_text(encoding="utf-8").splitlines() + ["", "  lead", "trail  ", "", "a  b"]
     f = tmp_path / "c.txt"
@@ -242,7 +244,7 @@ def test_max_lines_below_the_number_of_files(tmp_path):
 
 
 def test_sample_is_spread_over_the_whole_input(tmp_path, monkeypatch):
-    import tfcli.tokenizer as tk
+    import tfcli.tokenizer_training as tk
 
     monkeypatch.setattr(tk, "_SAMPLE_LINES", 10)
     monkeypatch.setattr(tk, "_BLOCK_LINES", 7)

@@ -73,6 +73,7 @@ def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
     With tokenizer.path set, that file is used as is (TokenizerError if missing or invalid).
     """
     from tfcli import tokenizer as tk
+    from tfcli import tokenizer_training as tt
 
     paths = tokenizer_files(recipe, kind)
     if recipe.tokenizer.path:
@@ -81,15 +82,15 @@ def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
         return paths
     cfg = recipe.tokenizer
     sides = tk.tokenizer_paths(Path(recipe.run_dir), cfg.joint)
-    inputs = tk.training_inputs(recipe.data, cfg.joint)
-    reason = tk.stale_reason(sides, inputs, cfg)
+    inputs = tt.training_inputs(recipe.data, cfg.joint)
+    reason = tt.stale_reason(sides, inputs, cfg)
     if reason is None:
         console.info(f"tokenize: {_names(sides)} up to date")
         return paths
     n = len({p for files in inputs.values() for p in files})
     what = f"{cfg.vocab_size:,}-piece {cfg.type.value}"
     console.step(f"tokenize: {reason}; training a {what} vocabulary on {n} file(s)")
-    tk.build_tokenizers(inputs, cfg, sides, show_progress=True)
+    tt.build_tokenizers(inputs, cfg, sides, show_progress=True)
     console.success(f"tokenize: wrote {_names(sides)}")
     return paths
 

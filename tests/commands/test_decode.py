@@ -19,7 +19,8 @@ from tfcli.cli import cli
 from tfcli.decoding import beam_search, greedy
 from tfcli.model import ModelSpec, build_model
 from tfcli.recipe import TokenizerConfig
-from tfcli.tokenizer import EOS, train_tokenizer
+from tfcli.tokenizer import EOS
+from tfcli.tokenizer_training import train_tokenizer
 
 WORDS = "the a cat dog bird sat ran sang on in at mat park song moon tonight big small red".split()
 

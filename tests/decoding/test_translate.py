@@ -11,7 +11,8 @@ from conftest import tiny_model
 from tfcli.decoding import greedy
 from tfcli.decoding.translate import Translator, token_batches
 from tfcli.recipe import DecodeConfig, SearchMode, TokenizerConfig
-from tfcli.tokenizer import EOS, train_tokenizer
+from tfcli.tokenizer import EOS
+from tfcli.tokenizer_training import train_tokenizer
 
 WORDS = "the a cat dog bird sat ran on in at mat park".split()
 

@@ -231,7 +231,7 @@ def test_word_start_table_of_tfcli_tokenizers(tmp_path, kind: str, pre: str) -> 
     position instead (after <s>, or at a row's start: see _word_ids), so it is not compared.
     """
     from tfcli.recipe import PreTokenizer, TokenizerConfig, TokenizerType
-    from tfcli.tokenizer import train_tokenizer
+    from tfcli.tokenizer_training import train_tokenizer
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TEXT) + "\n", encoding="utf-8")

@@ -56,7 +56,7 @@ def _show(tok_path: Path, texts: tuple[str, ...]) -> None:
 def _summary(
     results: dict[str, Any], paths: dict[str, Path], cfg: recipe_mod.TokenizerConfig
 ) -> None:
-    from tfcli.tokenizer import sample_stats
+    from tfcli.tokenizer_training import sample_stats
 
     sides = ["src"] if paths["src"] == paths["tgt"] else ["src", "tgt"]
     stats = {s: sample_stats(results[s].tokenizer, results[s].sample) for s in sides}
@@ -225,7 +225,8 @@ def tokenize(
 
 def _train(r: recipe_mod.Recipe, files: tuple[str, ...], output: Path | None) -> None:
     from tfcli.textio import expand_inputs
-    from tfcli.tokenizer import build_tokenizers, side_paths, training_inputs
+    from tfcli.tokenizer import side_paths
+    from tfcli.tokenizer_training import build_tokenizers, training_inputs
 
     cfg = r.tokenizer
     if files:
