@@ -28,12 +28,15 @@ import numpy as np
 import torch
 
 from tfcli.errors import TokenizerError
+from tfcli.tokenizer import MASK, SPECIALS
 
 if TYPE_CHECKING:
     from tfcli.recipe import MLMConfig
 
-MASK_ID = 4  # tfcli.tokenizer.MASK; the fixed special ids are part of the contract
-NUM_SPECIALS = 5  # <pad> <unk> <s> </s> <mask> hold ids 0..4: never selected, never drawn
+MASK_ID = MASK
+NUM_SPECIALS = len(
+    SPECIALS
+)  # <pad> <unk> <s> </s> <mask> hold ids 0..4: never selected, never drawn
 IGNORE_INDEX = -100  # cross_entropy's default ignore_index
 
 # Tag mixed into the seed of validation masks so they never coincide with a training epoch's.
