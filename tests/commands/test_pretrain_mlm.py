@@ -18,7 +18,7 @@ from tfcli.demo import write_demo
 TINY = [
     "model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.encoder_layers=1",
     "model.dropout=0.1", "mlm.block_size=32", "mlm.batch_size=8", "tokenizer.vocab_size=300",
-    "train.eval_every=4", "train.log_every=2", "optim.warmup_steps=2",
+    "train.eval_every=4", "train.log_every=2", "optim.warmup_steps=2", "mlm.packing=blocks",
 ]  # fmt: skip
 
 
