@@ -9,8 +9,13 @@ most test sentences carry numbers that the training split never shows. Splits ar
 source sentence.
 
 The monolingual text (for masked-LM pretraining) mixes English and French sentences of the same
-family with counting runs ("forty-one, forty-two, forty-three."), so a masked token is usually
+family with counting runs ("forty-one , forty-two , forty-three"), so a masked token is usually
 predictable from its context: a template word, the noun's article, the next number in a run.
+
+Sentences carry no final period and commas are split off ("The party is on May 4 , 1987"), so
+every word is a clean unit for the subword vocabulary and for a <mask> (a metaspace tokenizer
+would otherwise learn 'cups.' and 'cups' apart), while hypotheses do not end in a tokenized
+' .' (which sacreBLEU reports as undetokenized output).
 """
 
 from __future__ import annotations
@@ -260,10 +265,16 @@ _KINDS: list[tuple[Callable[[random.Random], tuple[str, str]], float]] = [
 ]
 
 
+def _plain(sentence: str) -> str:
+    """'On May 4, 1987.' -> 'On May 4 , 1987': commas as words, no final period."""
+    return sentence.replace(", ", " , ").removesuffix(".")
+
+
 def sample_pair(rng: random.Random) -> tuple[str, str]:
-    """One (English, French) sentence pair."""
+    """One (English, French) sentence pair, in the plain form described above."""
     make = rng.choices([k for k, _ in _KINDS], weights=[w for _, w in _KINDS])[0]
-    return make(rng)
+    en, fr = make(rng)
+    return _plain(en), _plain(fr)
 
 
 def _counting_line(rng: random.Random) -> str:
@@ -272,7 +283,7 @@ def _counting_line(rng: random.Random) -> str:
     length = rng.randint(4, 6)
     start = rng.randint(0, 10 ** rng.randint(2, 4) - length)  # short words: below 10,000
     say = english_number if rng.random() < 0.5 else french_number
-    return ", ".join(say(start + i) for i in range(length)) + "."
+    return " , ".join(say(start + i) for i in range(length))
 
 
 def mono_line(rng: random.Random) -> str:
