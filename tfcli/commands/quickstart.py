@@ -8,6 +8,7 @@ is the library call the matching command makes, so what quickstart shows is what
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ _SHOWCASE = (
     "thousand",
     " 1,",
 )
+_DATA_KEYS = ("src", "tgt", "valid_src", "valid_tgt", "test_src", "test_tgt", "text", "valid_text")
 FILL_EXAMPLES = (  # each masked word is predictable from its context after a short pretraining
     "Il y a deux pommes <mask> le jardin",
     "My father is fifty years <mask>",
@@ -101,55 +103,40 @@ def quickstart(
       tfcli decode runs/demo-tiny       # type English sentences, get French
       echo "She is ten years <mask>" | tfcli decode runs/demo-mlm
     """
-    from tfcli.demo import DEFAULT_SIZES, DEMO_FILES, SMALL_SIZES, write_demo
-
     started = time.perf_counter()
     flags = {"train.device": device}
     mt = _recipe("demo-tiny", overrides, workdir, flags)
     mlm = None if no_mlm else _recipe("demo-mlm", mlm_overrides, workdir, flags)
-    timings: list[tuple[str, float, str]] = []
+    rows: list[tuple[str, str, str]] = []
 
-    demo_dir = workdir / "demo"
-    t = time.perf_counter()
+    def stage(name: str, run: Callable[[], str]) -> None:
+        t = time.perf_counter()
+        what = run()
+        rows.append((name, f"{time.perf_counter() - t:.0f} s", what))
+
+    stage("demo data", lambda: _ensure_demo(workdir / "demo", size))
+    stage("train demo-tiny", lambda: _train_translation(mt))
+    stage("translate test", lambda: _score_test(mt))
+    if mlm is not None:
+        stage("pretrain demo-mlm", lambda: _pretrain_and_fill(mlm))
+    rows.append(("total", f"{time.perf_counter() - started:.0f} s", ""))
+    console.show(console.table("Quickstart", rows, ["stage", "time", "result"]))
+    runs = f"translation run: {mt.run_dir}" + (f"; masked-LM run: {mlm.run_dir}" if mlm else "")
+    console.success(runs)
+    console.info(f"next: [bold]tfcli decode {mt.run_dir}[/] (type English, get French)")
+
+
+def _ensure_demo(demo_dir: Path, size: str) -> str:
+    """Write the demo corpora unless every file is already there."""
+    from tfcli.demo import DEFAULT_SIZES, DEMO_FILES, SMALL_SIZES, write_demo
+
     if all((demo_dir / name).is_file() for name in DEMO_FILES):
         console.step(f"quickstart: using the demo data in {demo_dir}")
-        timings.append(("demo data", 0.0, f"{demo_dir} (already there)"))
-    else:
-        console.step(f"quickstart: generating demo data in {demo_dir}")
-        sizes = SMALL_SIZES if size == "small" else DEFAULT_SIZES
-        write_demo(demo_dir, **sizes)
-        timings.append(
-            ("demo data", time.perf_counter() - t, f"{demo_dir} ({sizes['n_train']:,} pairs)")
-        )
-
-    t = time.perf_counter()
-    summary = _train_translation(mt)
-    best = summary.get("best") or {}
-    result = f"{best.get('metric', '?')} {best.get('value', float('nan')):.1f} (valid) at step {best.get('step', '?')}"
-    timings.append(("train demo-tiny", time.perf_counter() - t, result))
-
-    t = time.perf_counter()
-    scores = _score_test(mt)
-    timings.append(
-        (
-            "translate test",
-            time.perf_counter() - t,
-            f"BLEU {scores['bleu']:.1f}, chrF {scores['chrf']:.1f}",
-        )
-    )
-
-    if mlm is not None:
-        t = time.perf_counter()
-        acc = _pretrain_and_fill(mlm)
-        timings.append(("pretrain demo-mlm", time.perf_counter() - t, acc))
-
-    timings.append(("total", time.perf_counter() - started, ""))
-    rows = [(stage, f"{seconds:.0f} s", what) for stage, seconds, what in timings]
-    console.show(console.table("Quickstart", rows, ["stage", "time", "result"]))
-    console.success(
-        f"translation run: {mt.run_dir}" + (f"; masked-LM run: {mlm.run_dir}" if mlm else "")
-    )
-    console.info(f"next: [bold]tfcli decode {mt.run_dir}[/] (type English, get French)")
+        return f"{demo_dir} (already there)"
+    console.step(f"quickstart: generating demo data in {demo_dir}")
+    sizes = SMALL_SIZES if size == "small" else DEFAULT_SIZES
+    write_demo(demo_dir, **sizes)
+    return f"{demo_dir} ({sizes['n_train']:,} pairs)"
 
 
 def _recipe(name: str, overrides: tuple[str, ...], workdir: Path, flags: dict[str, Any]) -> Recipe:
@@ -159,16 +146,7 @@ def _recipe(name: str, overrides: tuple[str, ...], workdir: Path, flags: dict[st
     r = load_recipe(name, overrides, None, **flags)
     if workdir != Path("."):
         r.run_dir = _under(workdir, r.run_dir)
-        for key in (
-            "src",
-            "tgt",
-            "valid_src",
-            "valid_tgt",
-            "test_src",
-            "test_tgt",
-            "text",
-            "valid_text",
-        ):
+        for key in _DATA_KEYS:
             setattr(r.data, key, [_under(workdir, p) for p in getattr(r.data, key)])
     return r
 
@@ -177,7 +155,7 @@ def _under(workdir: Path, path: str) -> str:
     return path if Path(path).is_absolute() else str(workdir / path)
 
 
-def _train_translation(r: Recipe) -> dict:
+def _train_translation(r: Recipe) -> str:
     """tokenize + encode + train, exactly as `tfcli train` does (starting the run over)."""
     from tfcli.commands.train import _run
     from tfcli.training import session
@@ -187,7 +165,10 @@ def _train_translation(r: Recipe) -> dict:
     session.show_summary(summary, f"train: {r.run_dir}")
     if summary["stopped"] == "interrupted":
         raise click.exceptions.Exit(128 + int(summary["signal"]))
-    return summary
+    best = summary.get("best")
+    if not best:
+        return f"{summary['steps']} updates, no validation"
+    return f"valid {best['metric']} {best['value']:.1f} at step {best['step']}"
 
 
 def _announce_restart(r: Recipe) -> None:
@@ -197,7 +178,7 @@ def _announce_restart(r: Recipe) -> None:
         console.warn(f"{r.run_dir} holds an earlier run; quickstart starts it over")
 
 
-def _score_test(r: Recipe) -> dict:
+def _score_test(r: Recipe) -> str:
     """Translate data.test_src with the best checkpoint, write RUN_DIR/test.hyp, score it."""
     from tfcli import checkpoint as ckpt
     from tfcli.decoding.translate import Translator
@@ -230,7 +211,7 @@ def _score_test(r: Recipe) -> dict:
         f"test: BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}, {exact}/{len(hyps)} sentences exact "
         f"({scores['bleu_signature']}); hypotheses in {Path(r.run_dir) / 'test.hyp'}"
     )
-    return scores
+    return f"BLEU {scores['bleu']:.1f}, chrF {scores['chrf']:.1f} ({exact}/{len(hyps)} exact)"
 
 
 def _showcase(sources: list[str], n: int = 4) -> list[int]:
