@@ -16,7 +16,11 @@ PIPELINE = ["tokenize", "encode", "train", "pretrain-mlm", "inspect", "decode"]
 def test_help_lists_commands_in_pipeline_order():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    listed = [line.split()[0] for line in result.output.split("Commands")[1].splitlines()[1:] if line.strip()]
+    listed = [
+        line.split()[0]
+        for line in result.output.split("Commands")[1].splitlines()[1:]
+        if line.strip()
+    ]
     present = [c for c in PIPELINE if c in listed]
     assert present == PIPELINE, f"every pipeline command is listed, in order: {listed}"
 
@@ -28,7 +32,9 @@ def test_help_imports_no_heavy_modules():
         "heavy = [m for m in ('torch', 'tokenizers', 'numpy', 'matplotlib') if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "HEAVY []" in out
 
 
@@ -42,7 +48,16 @@ def test_every_command_help_has_a_real_example(name):
 
 def test_errors_are_one_line_with_nonzero_exit():
     proc = subprocess.run(
-        [sys.executable, "-m", "tfcli", "validate", "--set", "model.d_modle=3", "--set", "train.seed=x"],
+        [
+            sys.executable,
+            "-m",
+            "tfcli",
+            "validate",
+            "--set",
+            "model.d_modle=3",
+            "--set",
+            "train.seed=x",
+        ],
         capture_output=True,
         text=True,
     )
@@ -64,7 +79,9 @@ def test_debug_variable_shows_traceback():
 
 
 def test_validate_prints_resolved_recipe():
-    result = CliRunner().invoke(cli, ["validate", "--set", "model.d_model=256", "--run-dir", "runs/x"])
+    result = CliRunner().invoke(
+        cli, ["validate", "--set", "model.d_model=256", "--run-dir", "runs/x"]
+    )
     assert result.exit_code == 0, result.output
     assert "d_model: 256" in result.output and "run_dir: runs/x" in result.output
 
@@ -79,7 +96,9 @@ def test_recipes_list_show_copy(tmp_path):
     listing = runner.invoke(cli, ["recipes"])
     assert listing.exit_code == 0 and all(n in listing.output for n in names)
     shown = runner.invoke(cli, ["recipes", names[0]])
-    assert shown.exit_code == 0 and shown.output == recipe.resolve_path(names[0]).read_text(encoding="utf-8")
+    assert shown.exit_code == 0 and shown.output == recipe.resolve_path(names[0]).read_text(
+        encoding="utf-8"
+    )
     dest = tmp_path / "mine.yaml"
     copied = runner.invoke(cli, ["recipes", names[0], "--copy", str(dest)])
     assert copied.exit_code == 0 and dest.read_text() == shown.output

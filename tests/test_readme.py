@@ -19,7 +19,11 @@ SCALE = [
     (re.compile(r"--max-steps \d+"), "--max-steps 4"),
     (re.compile(r"train\.eval_every=\d+"), "train.eval_every=2"),
     (re.compile(r"^tfcli demo-data (\S+)$"), r"tfcli demo-data \1 --size small"),
-    (re.compile(r"^(tfcli (?:train|pretrain-mlm) .*)$"), r"\1 --set train.eval_max_sentences=20"),
+    (
+        re.compile(r"^(tfcli (?:train|pretrain-mlm) .*)$"),
+        r"\1 --set train.eval_max_sentences=20 --set model.encoder_layers=1"
+        r" --set model.decoder_layers=1 --set model.d_ff=256",
+    ),
 ]
 
 
@@ -46,18 +50,37 @@ def scaled(command: str) -> str:
 def test_tutorial_is_extracted():
     commands = tutorial_commands()
     verbs = {c.split()[1] for c in commands if c.startswith("tfcli ")}
-    for verb in ("demo-data", "tokenize", "encode", "train", "inspect", "average", "decode", "pretrain-mlm"):
+    for verb in (
+        "demo-data",
+        "tokenize",
+        "encode",
+        "train",
+        "inspect",
+        "average",
+        "decode",
+        "pretrain-mlm",
+    ):
         assert verb in verbs, f"the tutorial shows `tfcli {verb}`"
 
 
 @pytest.mark.slow
 def test_readme_tutorial_runs_verbatim(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "TFCLI_QUIET": "1", "OMP_NUM_THREADS": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "TFCLI_QUIET": "1",
+        "OMP_NUM_THREADS": "2",
+    }
     for command in tutorial_commands():
         run = scaled(command)
-        proc = subprocess.run(["bash", "-o", "pipefail", "-c", run], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", run],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, f"README command failed: {run}\n{proc.stderr[-2000:]}"
         assert "Traceback" not in proc.stderr
     assert (tmp_path / "runs/my/test.hyp").is_file()

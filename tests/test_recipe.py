@@ -30,13 +30,19 @@ def test_every_bundled_recipe_validates(name):
 
 def test_file_and_overrides(tmp_path):
     p = tmp_path / "r.yaml"
-    p.write_text("run_dir: runs/x\nmodel:\n  d_model: 128\n  n_heads: 4\ndata:\n  src: a.txt\n", encoding="utf-8")
+    p.write_text(
+        "run_dir: runs/x\nmodel:\n  d_model: 128\n  n_heads: 4\ndata:\n  src: a.txt\n",
+        encoding="utf-8",
+    )
     r = recipe.load(str(p), ["model.d_model=256", "train.max_steps=7", "optim.betas=[0.9, 0.99]"])
     assert r.run_dir == "runs/x"
     assert r.model.d_model == 256 and r.model.n_heads == 4
     assert r.train.max_steps == 7
     assert r.optim.betas == [0.9, 0.99]
     assert r.data.src == ["a.txt"], "a single path is promoted to a list"
+    assert recipe.load(None, ["optim.lr=2e-3"]).optim.lr == 2e-3, "YAML 1.1 reads 2e-3 as a string"
+    with pytest.raises(RecipeError, match="optim.lr: expected a number"):
+        recipe.load(None, ["optim.lr=fast"])
 
 
 def test_all_problems_reported_at_once_with_suggestions():
@@ -69,7 +75,9 @@ def test_all_problems_reported_at_once_with_suggestions():
     ],
 )
 def test_value_checks(override, fragment):
-    with pytest.raises(RecipeError, match=fragment.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        RecipeError, match=fragment.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
         recipe.load(None, [override])
 
 

@@ -13,17 +13,53 @@ from tfcli import __version__
 
 # name -> (module, function, one-line summary). Order is the pipeline's order.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "quickstart": ("tfcli.commands.quickstart", "quickstart", "Run the whole pipeline on generated demo data."),
-    "demo-data": ("tfcli.commands.demo_data", "demo_data", "Write the bundled demo corpora (parallel + monolingual)."),
-    "tokenize": ("tfcli.commands.tokenize_cmd", "tokenize", "Train a subword vocabulary (BPE, WordPiece, Unigram)."),
-    "encode": ("tfcli.commands.encode", "encode", "Turn raw text into memory-mapped token-id shards."),
-    "train": ("tfcli.commands.train", "train", "Train the encoder-decoder Transformer on parallel data."),
-    "pretrain-mlm": ("tfcli.commands.pretrain_mlm", "pretrain_mlm", "BERT-style masked-LM pretraining of the encoder."),
-    "inspect": ("tfcli.commands.inspect_cmd", "inspect", "Show what a checkpoint, tokenizer or encoded dataset holds."),
-    "decode": ("tfcli.commands.decode", "decode", "Translate (greedy, beam, sampling) or fill masks; score BLEU/chrF."),
+    "quickstart": (
+        "tfcli.commands.quickstart",
+        "quickstart",
+        "Run the whole pipeline on generated demo data.",
+    ),
+    "demo-data": (
+        "tfcli.commands.demo_data",
+        "demo_data",
+        "Write the bundled demo corpora (parallel + monolingual).",
+    ),
+    "tokenize": (
+        "tfcli.commands.tokenize_cmd",
+        "tokenize",
+        "Train a subword vocabulary (BPE, WordPiece, Unigram).",
+    ),
+    "encode": (
+        "tfcli.commands.encode",
+        "encode",
+        "Turn raw text into memory-mapped token-id shards.",
+    ),
+    "train": (
+        "tfcli.commands.train",
+        "train",
+        "Train the encoder-decoder Transformer on parallel data.",
+    ),
+    "pretrain-mlm": (
+        "tfcli.commands.pretrain_mlm",
+        "pretrain_mlm",
+        "BERT-style masked-LM pretraining of the encoder.",
+    ),
+    "inspect": (
+        "tfcli.commands.inspect_cmd",
+        "inspect",
+        "Show what a checkpoint, tokenizer or encoded dataset holds.",
+    ),
+    "decode": (
+        "tfcli.commands.decode",
+        "decode",
+        "Translate (greedy, beam, sampling) or fill masks; score BLEU/chrF.",
+    ),
     "average": ("tfcli.commands.average", "average", "Average the weights of several checkpoints."),
     "recipes": ("tfcli.commands.recipes_cmd", "recipes", "List, show or copy the bundled recipes."),
-    "validate": ("tfcli.commands.recipes_cmd", "validate", "Check a recipe and print it fully resolved."),
+    "validate": (
+        "tfcli.commands.recipes_cmd",
+        "validate",
+        "Check a recipe and print it fully resolved.",
+    ),
 }
 
 
@@ -50,7 +86,10 @@ def _module_exists(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="tfcli")
 def cli() -> None:
     """Train Transformers from scratch: raw text -> subword vocabulary -> token-id shards ->

@@ -44,7 +44,11 @@ def error(message: str) -> None:
     console.print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
 
 
-def table(title: str, rows: list[tuple[str, object]] | list[list[object]], columns: list[str] | None = None) -> Table:
+def table(
+    title: str,
+    rows: list[tuple[str, object]] | list[list[object]],
+    columns: list[str] | None = None,
+) -> Table:
     """A small table: key/value pairs by default, or rows under `columns`."""
     t = Table(title=title, title_justify="left", show_header=columns is not None)
     for col in columns or ["", ""]:

@@ -151,7 +151,9 @@ class ModelConfig:
     max_positions: int = _f(1024, "longest sequence the positions support")
     share_embeddings: bool = _f(True, "tie source, target and output embeddings (joint vocab)")
     window: int = _f(0, "local self-attention window (tokens each side); 0 = full attention")
-    init_encoder_from: str | None = _f(None, "MLM checkpoint whose embeddings+encoder initialise this model")
+    init_encoder_from: str | None = _f(
+        None, "MLM checkpoint whose embeddings+encoder initialise this model"
+    )
 
 
 @dataclass
@@ -295,6 +297,11 @@ def _coerce(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '2e-3' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -319,7 +326,9 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in fields:
-            problems.append(f"unknown key '{where}'{_suggest(str(key), list(fields), f'{path}.' if path else '')}")
+            problems.append(
+                f"unknown key '{where}'{_suggest(str(key), list(fields), f'{path}.' if path else '')}"
+            )
             continue
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -354,8 +363,14 @@ def _check_values(r: Recipe) -> list[str]:
     }
     p += [f"{k}: must be > 0, got {v}" for k, v in positive.items() if v <= 0]
     if r.model.n_heads > 0 and r.model.d_model % r.model.n_heads:
-        p.append(f"model.d_model ({r.model.d_model}) must be divisible by model.n_heads ({r.model.n_heads})")
-    if r.model.positions is Positions.ROTARY and r.model.n_heads > 0 and (r.model.d_model // r.model.n_heads) % 2:
+        p.append(
+            f"model.d_model ({r.model.d_model}) must be divisible by model.n_heads ({r.model.n_heads})"
+        )
+    if (
+        r.model.positions is Positions.ROTARY
+        and r.model.n_heads > 0
+        and (r.model.d_model // r.model.n_heads) % 2
+    ):
         p.append("model.positions: rotary needs an even head size (d_model / n_heads)")
     if r.model.share_embeddings and not r.tokenizer.joint:
         p.append("model.share_embeddings: needs tokenizer.joint: true (one vocabulary to share)")
@@ -470,7 +485,10 @@ def read_raw(path: Path) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise RecipeError([f"expected a mapping of sections at the top level, got {type(raw).__name__}"], str(path))
+        raise RecipeError(
+            [f"expected a mapping of sections at the top level, got {type(raw).__name__}"],
+            str(path),
+        )
     return raw
 
 
@@ -513,7 +531,9 @@ def field_docs() -> list[tuple[str, str, str, str]]:
             if dataclasses.is_dataclass(tp):
                 walk(tp, key + ".")
                 continue
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            )
             rows.append((key, _type_name(tp), repr(to_dict(default)), f.metadata.get("help", "")))
 
     walk(Recipe, "")

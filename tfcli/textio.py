@@ -17,16 +17,22 @@ from tfcli.errors import DataError, TfcliError
 def expand_inputs(patterns: list[str] | tuple[str, ...], what: str = "input") -> list[Path]:
     """Expand files and globs (sorted per pattern, order of patterns kept). Raises on no match."""
     if not patterns:
-        raise DataError(f"no {what} files given; pass files or set them in the recipe's data section")
+        raise DataError(
+            f"no {what} files given; pass files or set them in the recipe's data section"
+        )
     paths: list[Path] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(os.path.expanduser(pattern))) if glob.has_magic(pattern) else [pattern]
+        matches = (
+            sorted(glob.glob(os.path.expanduser(pattern))) if glob.has_magic(pattern) else [pattern]
+        )
         if not matches:
             raise DataError(f"{what}: no file matches '{pattern}'; check the path or the glob")
         for m in matches:
             p = Path(m)
             if not p.exists():
-                raise DataError(f"{what}: file not found: {p}; check the path (relative paths start at {Path.cwd()})")
+                raise DataError(
+                    f"{what}: file not found: {p}; check the path (relative paths start at {Path.cwd()})"
+                )
             if p.is_dir():
                 raise DataError(f"{what}: {p} is a directory, expected a text file")
             paths.append(p)
@@ -74,9 +80,13 @@ def ensure_dir(path: Path, what: str = "output directory") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TfcliError(f"cannot create {what} {path}: {e.strerror}; choose another location") from None
+        raise TfcliError(
+            f"cannot create {what} {path}: {e.strerror}; choose another location"
+        ) from None
     if not os.access(path, os.W_OK):
-        raise TfcliError(f"{what} {path} is not writable; fix its permissions or choose another location")
+        raise TfcliError(
+            f"{what} {path} is not writable; fix its permissions or choose another location"
+        )
     return path
 
 

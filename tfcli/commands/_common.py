@@ -30,7 +30,9 @@ def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def load_recipe(recipe: str | None, overrides: tuple[str, ...], run_dir: str | None = None, **flags: Any) -> Recipe:
+def load_recipe(
+    recipe: str | None, overrides: tuple[str, ...], run_dir: str | None = None, **flags: Any
+) -> Recipe:
     """Recipe file/name + `--set` overrides + plain flags (a flag given on the command line wins).
 
     `flags` maps dotted recipe keys to flag values; None means 'not given'.

@@ -22,7 +22,9 @@ def _first_comment(path: Path) -> str:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--copy", "dest", type=click.Path(), default=None, help="Copy the named recipe to this path.")
+@click.option(
+    "--copy", "dest", type=click.Path(), default=None, help="Copy the named recipe to this path."
+)
 def recipes(name: str | None, dest: str | None) -> None:
     """List the bundled recipes, show one, or copy one to edit.
 
@@ -33,7 +35,10 @@ def recipes(name: str | None, dest: str | None) -> None:
       tfcli recipes transformer-small --copy my.yaml # start your own from it
     """
     if name is None:
-        rows = [(n, _first_comment(recipe_mod.bundled_dir() / f"{n}.yaml")) for n in recipe_mod.bundled_names()]
+        rows = [
+            (n, _first_comment(recipe_mod.bundled_dir() / f"{n}.yaml"))
+            for n in recipe_mod.bundled_names()
+        ]
         console.show(console.table("Bundled recipes", rows, ["name", "what it is for"]))
         return
     path = recipe_mod.resolve_path(name)
