@@ -236,6 +236,15 @@ def test_out_of_memory_names_the_knob(tmp_path):
         run_toy(tmp_path, ToyObjective(hooks={2: oom}))
 
 
+def test_out_of_memory_in_validation_says_so(tmp_path):
+    class Hungry(ToyObjective):
+        def evaluate(self, model):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(TrainingError, match=r"during validation at step 4.*decode\.max_tokens"):
+        run_toy(tmp_path, Hungry())
+
+
 def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
     run_toy(tmp_path, max_steps=4)
     real = ckpt._write_safetensors

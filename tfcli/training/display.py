@@ -154,6 +154,15 @@ class MetricsLog:
         self.tb = None
         if not enabled:
             return
+        if tensorboard:  # checked first: a missing package fails before any file is touched
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TrainingError(
+                    "train.tensorboard is on but the tensorboard package is missing; "
+                    "pip install 'tfcli[tensorboard]' or set train.tensorboard=false"
+                ) from None
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
         path = run_dir / "metrics.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and path.exists():
@@ -169,15 +178,6 @@ class MetricsLog:
 
             atomic_write_text(path, "".join(keep))
         self.f = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise TrainingError(
-                    "train.tensorboard is on but the tensorboard package is missing; "
-                    "pip install 'tfcli[tensorboard]' or set train.tensorboard=false"
-                ) from None
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, rec: dict) -> None:
         if self.f is None:

@@ -370,15 +370,18 @@ class Trainer:
                         stop = self.update(micro, deadline)
                     except Exception as e:
                         if _is_oom(e):
-                            raise TrainingError(self._oom_message(micro)) from None
+                            raise TrainingError(self._oom_message()) from None
                         raise
                     p.step += 1
                     p.train_seconds = base + time.monotonic() - start
                     self._after_update(deadline)
                     if stop:
-                        p.stopped = "interrupted" if self.stop_signal else "max_minutes"
-                        if self.dist.enabled and not self.stop_signal:
-                            p.stopped = "stopped"  # another rank was signalled or timed out
+                        timed_out = deadline is not None and time.monotonic() >= deadline
+                        p.stopped = (
+                            "interrupted" if self.stop_signal
+                            else "max_minutes" if timed_out
+                            else "stopped"  # another rank was signalled
+                        )  # fmt: skip
                         break
                     if p.stopped:  # early stopping decided at an evaluation
                         break
@@ -475,6 +478,10 @@ class Trainer:
             try:
                 with torch.no_grad(), self._autocast():
                     metrics = self.objective.evaluate(self.model)
+            except Exception as e:
+                if _is_oom(e):
+                    raise TrainingError(self._oom_message(validation=True)) from None
+                raise
             finally:
                 self.model.train()
                 distributed.set_rng_state(rng, self.device)
@@ -557,10 +564,16 @@ class Trainer:
             best = self.run_dir / "checkpoints" / ckpt.BEST_NAME
             ckpt.save_checkpoint(best, self.model, self._meta())
 
-    def _oom_message(self, micro: list[Any]) -> str:
+    def _oom_message(self, validation: bool = False) -> str:
         knob = self.objective.budget_knob
         value = _recipe_value(self.recipe, knob)
         hint = f"try {knob}={max(1, value // 2)}" if isinstance(value, int) else f"lower {knob}"
+        if validation:
+            return (
+                f"out of {self.device.type} memory during validation at step {self.p.step}; "
+                f"its batches are sized by {knob} (now {value}) and, for BLEU decoding, "
+                f"decode.max_tokens: {hint}"
+            )
         return (
             f"out of {self.device.type} memory at step {self.p.step + 1}; a batch is sized by "
             f"{knob} (now {value}): {hint} and double train.accumulate to keep the same "
