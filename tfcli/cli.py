@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     from tfcli.errors import TfcliError
 
     try:
-        cli.main(args=argv, prog_name="tfcli", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="tfcli", standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # ctx.exit(code) returns it in this mode
+            sys.exit(code)
     except TfcliError as e:
         if os.environ.get("TFCLI_DEBUG"):
             raise
