@@ -30,6 +30,36 @@ def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`recipe_options` plus the run-control flags shared by `train` and `pretrain-mlm`."""
+    from tfcli.recipe import Device
+
+    for option in reversed(
+        [
+            click.option(
+                "--resume", is_flag=True, help="Continue from the run dir's latest checkpoint."
+            ),
+            click.option(
+                "--force", is_flag=True, help="Start over: delete the run dir's checkpoints first."
+            ),
+            click.option(
+                "--device",
+                type=click.Choice([d.value for d in Device]),
+                default=None,
+                help="auto (cuda, then mps, then cpu) | cpu | cuda | mps (sets train.device).",
+            ),
+            click.option(
+                "--max-steps", type=int, default=None, help="Stop after this many updates."
+            ),
+            click.option(
+                "--max-minutes", type=float, default=None, help="Stop after this much wall time."
+            ),
+        ]
+    ):
+        func = option(func)
+    return recipe_options(func)
+
+
 def load_recipe(
     recipe: str | None, overrides: tuple[str, ...], run_dir: str | None = None, **flags: Any
 ) -> Recipe:

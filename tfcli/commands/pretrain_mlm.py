@@ -8,23 +8,12 @@ from pathlib import Path
 import click
 
 from tfcli import console
-from tfcli.commands._common import load_recipe, recipe_options
+from tfcli.commands._common import load_recipe, training_options
 from tfcli.errors import TfcliError
-from tfcli.recipe import Device
 
 
 @click.command("pretrain-mlm")
-@recipe_options
-@click.option("--resume", is_flag=True, help="Continue from the run dir's latest checkpoint.")
-@click.option("--force", is_flag=True, help="Start over: remove the run dir's old checkpoints.")
-@click.option(
-    "--device",
-    type=click.Choice([d.value for d in Device]),
-    default=None,
-    help="Where to train (overrides train.device).",
-)
-@click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
-@click.option("--max-minutes", type=float, default=None, help="Stop after this much wall time.")
+@training_options
 def pretrain_mlm(
     recipe: str | None,
     overrides: tuple[str, ...],

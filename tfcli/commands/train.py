@@ -10,23 +10,12 @@ from typing import Any
 import click
 
 from tfcli import console
-from tfcli.commands._common import load_recipe, recipe_options
+from tfcli.commands._common import load_recipe, training_options
 from tfcli.errors import TfcliError, TrainingError
-from tfcli.recipe import Device
 
 
 @click.command()
-@recipe_options
-@click.option("--resume", is_flag=True, help="Continue from the run dir's latest checkpoint.")
-@click.option("--force", is_flag=True, help="Start over: delete the run dir's checkpoints first.")
-@click.option(
-    "--device",
-    type=click.Choice([d.value for d in Device]),
-    default=None,
-    help="auto (cuda, then mps, then cpu) | cpu | cuda | mps (sets train.device).",
-)
-@click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
-@click.option("--max-minutes", type=float, default=None, help="Stop after this much time.")
+@training_options
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 def train(
     recipe: str | None,
