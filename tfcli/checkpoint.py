@@ -415,7 +415,7 @@ def save_state(path: Path, state: dict) -> None:
 
 def load_state(path: Path) -> dict:
     """The dict written by save_state, loaded with weights_only=True (no arbitrary code runs)."""
-    import pickle
+    import pickle  # only for the error class torch.load(weights_only=True) raises; nothing is unpickled
 
     import torch
 
