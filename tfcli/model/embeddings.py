@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor, nn
 
+from tfcli.model.dropout import Dropout
 from tfcli.model.positions import LearnedPositions, SinusoidalPositions
 
 
@@ -35,7 +36,7 @@ class Embeddings(nn.Module):
         else:
             self.positions = None
         self.scale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
         """ids (B, T) at positions offset .. offset+T-1 -> (B, T, D)."""

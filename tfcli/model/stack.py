@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from tfcli.model.attention import MultiHeadedAttention, attention_mask
 from tfcli.model.cache import KVCache, LayerKV
+from tfcli.model.dropout import Dropout
 from tfcli.model.feedforward import PositionwiseFeedForward
 from tfcli.model.positions import RotaryPositions
 
@@ -42,7 +43,7 @@ class TransformerLayer(nn.Module):
             self.cross_attn_norm = nn.LayerNorm(d_model)
         self.feed_forward = PositionwiseFeedForward(d_model, d_ff, activation)
         self.feed_forward_norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _enter(self, x: Tensor, norm: nn.Module) -> Tensor:
         return norm(x) if self.pre_norm else x
