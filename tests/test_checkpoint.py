@@ -1,4 +1,4 @@
-"""Checkpoint format: round trips, header-only metadata, atomic writes, state, resolve/prune."""
+"""Checkpoint format: round trips, header-only metadata, atomic writes, training state."""
 
 from __future__ import annotations
 
@@ -270,66 +270,3 @@ def test_state_refuses_arbitrary_objects(tmp_path):
     (tmp_path / "cut.state.pt").write_bytes(b"PK\x03\x04 cut")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         ckpt.load_state(tmp_path / "cut.state.pt")
-
-
-# --- resolve, list, prune --------------------------------------------------------------------
-
-
-def make_run(tmp_path: Path, steps: list[int], best: bool = True) -> Path:
-    run = tmp_path / "run"
-    for s in steps:
-        p = ckpt.step_path(run, s)
-        ckpt.save_checkpoint(p, {"x": torch.full((2,), float(s))}, {"step": s})
-        ckpt.save_state(ckpt.state_path(p), {"step": s})
-    if best:
-        ckpt.link_best(ckpt.step_path(run, steps[0]))
-    return run
-
-
-def test_list_and_resolve(tmp_path):
-    run = make_run(tmp_path, [900, 1000, 50])
-    names = [p.name for p in ckpt.list_checkpoints(run)]
-    assert names == [
-        "step-00000050.safetensors",
-        "step-00000900.safetensors",
-        "step-00001000.safetensors",
-    ]
-    assert ckpt.resolve_checkpoint(run).name == "best.safetensors"
-    assert ckpt.read_meta(ckpt.resolve_checkpoint(run))["step"] == 900
-    assert ckpt.resolve_checkpoint(run, "latest").name == "step-00001000.safetensors"
-    assert (
-        ckpt.resolve_checkpoint(run / "checkpoints", "latest").name == "step-00001000.safetensors"
-    )
-    single = ckpt.step_path(run, 50)
-    assert ckpt.resolve_checkpoint(single) == single
-    with pytest.raises(CheckpointError, match="training state, not weights"):
-        ckpt.resolve_checkpoint(ckpt.state_path(single))
-
-
-def test_resolve_without_best_falls_back_and_errors_list_contents(tmp_path):
-    run = make_run(tmp_path, [10, 20], best=False)
-    assert ckpt.resolve_checkpoint(run).name == "step-00000020.safetensors"
-    empty = tmp_path / "empty"
-    (empty / "checkpoints").mkdir(parents=True)
-    (empty / "metrics.jsonl").write_text("")
-    (empty / "checkpoints" / "notes.txt").write_text("x")
-    with pytest.raises(CheckpointError, match=r"no checkpoint in .*found: notes.txt"):
-        ckpt.resolve_checkpoint(empty)
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
-        ckpt.resolve_checkpoint(tmp_path / "nope")
-
-
-def test_prune_keeps_last_best_and_protected(tmp_path):
-    run = make_run(tmp_path, [1, 2, 3, 4, 5])
-    first = ckpt.step_path(run, 1)
-    removed = ckpt.prune(run, keep_last=2, keep={first})
-    assert sorted(p.name for p in removed) == [
-        "step-00000002.safetensors",
-        "step-00000002.state.pt",
-        "step-00000003.safetensors",
-        "step-00000003.state.pt",
-    ]
-    assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(run)] == [1, 4, 5]
-    ckpt.prune(run, keep_last=1)  # best.safetensors is a hard link: survives its step file
-    assert ckpt.read_meta(run / "checkpoints" / "best.safetensors")["step"] == 1
-    assert ckpt.prune(run, keep_last=0) == []

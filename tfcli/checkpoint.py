@@ -12,8 +12,7 @@ Python makes ENOSPC an ordinary OSError while never holding a second copy of the
 Training state (optimizer, scheduler, RNG states) goes to `step-XXXXXXXX.state.pt` beside the
 weights with `torch.save` and is read back with `torch.load(weights_only=True)`.
 
-Layout of a run (see docs/ARCHITECTURE.md): RUN_DIR/checkpoints/step-00001000.safetensors,
-step-00001000.state.pt, best.safetensors.
+Where the files of a run lie, their names, latest/best and pruning: tfcli.run_checkpoints.
 """
 
 from __future__ import annotations
@@ -21,13 +20,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
 import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -42,8 +40,6 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 META_KEY = "tfcli"
 SHARED_KEY = "tfcli_shared"  # {"alias name": "stored name"} for tensors written once
-BEST_NAME = "best.safetensors"
-_STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
 DTYPE_CODES = {  # torch dtype name -> safetensors dtype code
     "float64": "F64",
     "float32": "F32",
@@ -89,7 +85,7 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str) -> None:
     """Write through `write(f)` into a temp file beside `path`, fsync, then rename over `path`.
 
     On any failure the temp file is removed and the previous `path` (if any) is untouched.
@@ -121,10 +117,10 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], what: str) -> 
                 "or choose another run_dir"
             ) from None
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -234,7 +230,7 @@ def save_checkpoint(path: Path, model: nn.Module | Mapping[str, torch.Tensor], m
         SHARED_KEY: json.dumps(aliases),
     }
     path = Path(path)
-    _atomic_write(path, lambda f: _write_safetensors(f, tensors, metadata), "checkpoint")
+    atomic_write(path, lambda f: _write_safetensors(f, tensors, metadata), "checkpoint")
 
 
 def open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str, list[int]]]]:
@@ -410,7 +406,7 @@ def save_state(path: Path, state: dict) -> None:
     import torch
 
     _check_plain(state, "state")
-    _atomic_write(Path(path), lambda f: torch.save(state, f), "training state")
+    atomic_write(Path(path), lambda f: torch.save(state, f), "training state")
 
 
 def load_state(path: Path) -> dict:
@@ -443,123 +439,20 @@ def load_state(path: Path) -> dict:
     return state
 
 
-# --- finding checkpoints -----------------------------------------------------------------------
+# --- names that moved --------------------------------------------------------------------------
+
+_MOVED = {
+    "BEST_NAME", "checkpoints_dir", "step_path", "state_path", "state_path_inverse",
+    "checkpoint_step", "list_checkpoints", "resolve_checkpoint", "prune", "link_best",
+}  # fmt: skip
 
 
-def checkpoints_dir(path: Path) -> Path:
-    """RUN_DIR/checkpoints for a run dir; the directory itself when it is a checkpoints dir."""
-    path = Path(path)
-    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
+def __getattr__(name: str) -> Any:
+    """`checkpoint.resolve_checkpoint` & co. now live in tfcli.run_checkpoints; scripts written
+    before the split (benchmarks/) still find them here. Resolved on use: run_checkpoints imports
+    this module, so importing it at the top would be circular."""
+    if name in _MOVED:
+        from tfcli import run_checkpoints
 
-
-def step_path(run_dir: Path, step: int) -> Path:
-    """RUN_DIR/checkpoints/step-00001000.safetensors (zero-padded so names sort by step)."""
-    return Path(run_dir) / "checkpoints" / f"step-{step:08d}.safetensors"
-
-
-def state_path(checkpoint: Path) -> Path:
-    """The training-state file beside a step checkpoint: step-00001000.state.pt."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".state.pt")
-
-
-def state_path_inverse(state: Path) -> Path:
-    """step-00001000.state.pt -> step-00001000.safetensors."""
-    state = Path(state)
-    return state.with_name(state.name.removesuffix(".state.pt") + ".safetensors")
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """The step encoded in a step checkpoint's name, None for other names (best.safetensors)."""
-    m = _STEP_RE.match(Path(path).name)
-    return int(m.group(1)) if m else None
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Step checkpoints of a run (or a checkpoints dir), oldest first; best.safetensors excluded."""
-    directory = checkpoints_dir(run_dir)
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir() if _STEP_RE.match(p.name) and p.is_file()]
-    return sorted(found, key=lambda p: checkpoint_step(p) or 0)
-
-
-def resolve_checkpoint(path: Path, which: str = "best") -> Path:
-    """A .safetensors file as is; for a run dir or checkpoints dir, its best (or latest) one.
-
-    which="best" falls back to the latest step when no best exists yet (no validation ran);
-    which="latest" falls back to best.safetensors when no step checkpoint is left.
-    """
-    if which not in ("best", "latest"):
-        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    path = Path(path)
-    if path.is_file():
-        if path.name.endswith(".state.pt"):
-            raise CheckpointError(
-                f"{path} is training state, not weights; pass {state_path_inverse(path).name}"
-            )
-        if path.suffix != ".safetensors":
-            raise CheckpointError(
-                f"{path} is not a checkpoint; expected a .safetensors file or a run dir"
-            )
-        return path
-    if not path.exists():
-        raise CheckpointError(f"no such checkpoint or run directory: {path}")
-    directory = checkpoints_dir(path)
-    steps = list_checkpoints(directory)
-    best = directory / BEST_NAME
-    order = [best, *reversed(steps)] if which == "best" else [*reversed(steps), best]
-    for candidate in order:
-        if candidate.is_file():
-            return candidate
-    entries = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
-    listed = ", ".join(entries[:8]) + (f" and {len(entries) - 8} more" if len(entries) > 8 else "")
-    raise CheckpointError(
-        f"no checkpoint in {directory} (found: {listed or 'nothing'}); train first "
-        "(tfcli train RECIPE) or pass a .safetensors file"
-    )
-
-
-def prune(run_dir: Path, keep_last: int, keep: Iterable[Path] = ()) -> list[Path]:
-    """Remove all but the `keep_last` newest step checkpoints (and their .state.pt).
-
-    Paths in `keep` and best.safetensors are never removed; keep_last <= 0 keeps everything
-    (0 = off, as elsewhere in recipes). Returns the removed files.
-    """
-    if keep_last <= 0:
-        return []
-    protected = {Path(p).resolve() for p in keep}
-    removed = []
-    for ckpt in list_checkpoints(run_dir)[:-keep_last]:
-        if ckpt.resolve() in protected:
-            continue
-        for p in (ckpt, state_path(ckpt)):
-            if p.exists():
-                p.unlink()
-                removed.append(p)
-    return removed
-
-
-def link_best(checkpoint: Path) -> Path:
-    """Make checkpoints/best.safetensors a copy of `checkpoint`, atomically.
-
-    A hard link where the filesystem allows (no extra disk space; pruning the step file later
-    leaves best intact), else a byte copy.
-    """
-    checkpoint = Path(checkpoint)
-    best = checkpoint.parent / BEST_NAME
-    tmp = checkpoint.parent / f".{BEST_NAME}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(checkpoint, tmp)
-    except OSError:
-        _atomic_write(best, lambda f: _copy_into(checkpoint, f), "best checkpoint")
-        return best
-    os.replace(tmp, best)
-    _fsync_dir(best.parent)
-    return best
-
-
-def _copy_into(src: Path, f: IO[bytes]) -> None:
-    with open(src, "rb") as s:
-        shutil.copyfileobj(s, f, 1 << 20)
+        return getattr(run_checkpoints, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

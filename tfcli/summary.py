@@ -147,13 +147,16 @@ def _metrics_file(path: Path) -> dict:
 
 def _checkpoint(path: Path, run_dir: Path | None) -> dict:
     from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
 
     meta = ckpt.read_meta(path)
     shapes, aliases = ckpt.read_tensor_info(path)
     step = meta.get("step")
-    state = ckpt.state_path(path)
+    state = run_checkpoints.state_path(path)
     if not state.is_file() and isinstance(step, int):  # best.safetensors: its step's state
-        state = ckpt.state_path(path.with_name(ckpt.step_path(Path(), step).name))
+        state = run_checkpoints.state_path(
+            path.with_name(run_checkpoints.step_path(Path(), step).name)
+        )
     tok = meta.get("tokenizer") or {}
     tokenizers = {}
     for side in ("src", "tgt"):
@@ -194,13 +197,16 @@ def _checkpoint(path: Path, run_dir: Path | None) -> dict:
 
 def _run_dir(path: Path, which: str) -> dict:
     """A run: its best (or latest) checkpoint; or, before training, its tokenizer(s) and data."""
-    from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
 
-    if ckpt.list_checkpoints(path) or (ckpt.checkpoints_dir(path) / ckpt.BEST_NAME).is_file():
-        found = ckpt.resolve_checkpoint(path, which)
+    if (
+        run_checkpoints.list_checkpoints(path)
+        or (run_checkpoints.checkpoints_dir(path) / run_checkpoints.BEST_NAME).is_file()
+    ):
+        found = run_checkpoints.resolve_checkpoint(path, which)
         run = path if (path / "checkpoints").is_dir() else path.parent
         out = _checkpoint(found, run)
-        out["checkpoints"] = [p.name for p in ckpt.list_checkpoints(path)]
+        out["checkpoints"] = [p.name for p in run_checkpoints.list_checkpoints(path)]
         return out
     out: dict[str, Any] = {"what": "run", "path": str(path)}
     for tok in sorted(path.glob("tokenizer*.json")):
@@ -215,13 +221,13 @@ def _run_dir(path: Path, which: str) -> dict:
 
 def summarize(path: Path, which: str) -> dict:
     """Summarise `path` according to what it is; one clear line when it is none of them."""
-    from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
 
     if not path.exists():
         raise TfcliError(f"no such file or directory: {path}")
     if path.is_file():
         if path.suffix == ".safetensors" or path.name.endswith(".state.pt"):
-            return _checkpoint(ckpt.resolve_checkpoint(path), None)
+            return _checkpoint(run_checkpoints.resolve_checkpoint(path), None)
         if path.name == "meta.json":
             return _split(path.parent)
         if path.suffix == ".json":
@@ -229,9 +235,9 @@ def summarize(path: Path, which: str) -> dict:
     else:
         if (path / "meta.json").is_file():
             return _split(path)
-        if (path / "checkpoints").is_dir() or ckpt.list_checkpoints(path):
+        if (path / "checkpoints").is_dir() or run_checkpoints.list_checkpoints(path):
             return _run_dir(path, which)
-        if (path / ckpt.BEST_NAME).is_file() or any(path.glob("tokenizer*.json")):
+        if (path / run_checkpoints.BEST_NAME).is_file() or any(path.glob("tokenizer*.json")):
             return _run_dir(path, which)
         if any((p / "meta.json").is_file() for p in path.iterdir()):
             return _data_dir(path)  # RUN_DIR/data, or any directory of encoded splits

@@ -86,7 +86,8 @@ def init_encoder_from(model: nn.Module, path: str | Path, tokenizer: Any = None)
     """
     import torch
 
-    from tfcli.checkpoint import load_state_dict, read_meta, resolve_checkpoint
+    from tfcli.checkpoint import load_state_dict, read_meta
+    from tfcli.run_checkpoints import resolve_checkpoint
 
     path = resolve_checkpoint(Path(path), "best")
     meta = read_meta(path)

@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from tfcli import checkpoint as ckpt
 from tfcli import recipe as recipe_mod
+from tfcli import run_checkpoints
 from tfcli.cli import cli
 from tfcli.dataset import open_split
 from tfcli.encoding import encode_parallel, encode_text
@@ -84,11 +85,11 @@ def run(tmp_path_factory) -> Path:
                 "hardware": {"device": "cpu", "processes": 1, "precision": "fp32", "name": ""},
                 "train_seconds": 3725.0 * step / 30,
             }
-            path = ckpt.step_path(run, step)
-            ckpt.save_state(ckpt.state_path(path), {"step": step})
+            path = run_checkpoints.step_path(run, step)
+            ckpt.save_state(run_checkpoints.state_path(path), {"step": step})
             ckpt.save_checkpoint(path, model, meta)
             if step == 20:
-                ckpt.link_best(path)
+                run_checkpoints.link_best(path)
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 3')
     return run
 
@@ -112,7 +113,7 @@ def test_run_dir_text_shows_best_checkpoint(run):
 
 
 def test_checkpoint_json_counts_parameters_from_header(run):
-    path = ckpt.step_path(run, 30)
+    path = run_checkpoints.step_path(run, 30)
     result = invoke(str(path), "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)

@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from tfcli import checkpoint as ckpt
+from tfcli import run_checkpoints
 from tfcli.cli import cli
 from tfcli.demo import write_demo
 
@@ -49,7 +50,7 @@ def test_pretrains_from_raw_text_and_writes_the_run(demo: Path, tmp_path: Path) 
     for r in valid:
         assert {"loss", "ppl", "accuracy", "masked_tokens"} <= set(r)
         assert r["ppl"] == pytest.approx(2.718281828 ** r["loss"], rel=1e-6)
-    best = ckpt.resolve_checkpoint(run_dir, "best")
+    best = run_checkpoints.resolve_checkpoint(run_dir, "best")
     meta = ckpt.read_meta(best)
     assert meta["kind"] == "mlm" and meta["model"]["decoder_layers"] == 0
     assert meta["best"]["metric"] == "loss" and "accuracy" in meta["metrics"]
@@ -87,8 +88,8 @@ def test_resume_reproduces_the_uninterrupted_run(demo: Path, tmp_path: Path) -> 
         "bert-mini-mlm", "--run-dir", str(pieces), "--max-steps", "8", "--resume", extra=extra
     )
     assert res.exit_code == 0, res.output
-    a, _ = ckpt.load_state_dict(ckpt.step_path(straight, 8))
-    b, _ = ckpt.load_state_dict(ckpt.step_path(pieces, 8))
+    a, _ = ckpt.load_state_dict(run_checkpoints.step_path(straight, 8))
+    b, _ = ckpt.load_state_dict(run_checkpoints.step_path(pieces, 8))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from tfcli import checkpoint as ckpt
 from tfcli import recipe as recipe_mod
+from tfcli import run_checkpoints
 from tfcli.cli import cli
 from tfcli.demo import write_demo
 
@@ -54,7 +55,7 @@ def test_trains_from_raw_text_to_a_decodable_checkpoint(demo):
     assert [r["step"] for r in train] == [3, 6, 9, 12] and train[-1]["loss"] < train[0]["loss"]
     valid = [r for r in recs if r["split"] == "valid"]
     assert [r["step"] for r in valid] == [6, 12] and {"bleu", "chrf", "ppl"} <= set(valid[0])
-    model, meta = ckpt.load_model(ckpt.resolve_checkpoint(run))
+    model, meta = ckpt.load_model(run_checkpoints.resolve_checkpoint(run))
     assert (
         meta["kind"] == "seq2seq" and meta["step"] in (6, 12) and meta["best"]["metric"] == "bleu"
     )
@@ -70,7 +71,9 @@ def test_refuses_an_existing_run_unless_resume_or_force(demo):
     assert "--resume" in str(res.exception) and "--force" in str(res.exception)
     res = invoke("tiny.yaml", "--max-steps", "3", "--force")
     assert res.exit_code == 0, res.output
-    assert [p.name for p in ckpt.list_checkpoints(demo / "run")] == ["step-00000003.safetensors"]
+    assert [p.name for p in run_checkpoints.list_checkpoints(demo / "run")] == [
+        "step-00000003.safetensors"
+    ]
     res = CliRunner().invoke(cli, ["train", "tiny.yaml", "--force", "--resume"])
     assert res.exit_code != 0 and "contradict" in str(res.exception)
 
@@ -86,7 +89,7 @@ def test_resume_without_a_recipe_reads_the_runs_own(demo):
     res = invoke("--run-dir", "run", "--resume", "--max-steps", "9")
     assert res.exit_code == 0, res.output
     assert "resuming from run/checkpoints/step-00000006.safetensors" in res.output
-    assert ckpt.checkpoint_step(ckpt.list_checkpoints(demo / "run")[-1]) == 9
+    assert run_checkpoints.checkpoint_step(run_checkpoints.list_checkpoints(demo / "run")[-1]) == 9
 
 
 def test_flags_override_the_recipe(demo):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tfcli import checkpoint as ckpt
+from tfcli import run_checkpoints
 from tfcli.errors import CheckpointError, TrainingError
 from tfcli.recipe import from_dict
 from tfcli.training.loop import train
@@ -176,7 +177,7 @@ def test_early_stopping_on_patience(tmp_path):
 def test_max_minutes_stops_and_saves(tmp_path):
     summary, _ = run_toy(tmp_path, max_steps=1000, max_minutes=1e-6)
     assert summary["stopped"] == "max_minutes" and summary["steps"] == 1
-    assert ckpt.list_checkpoints(tmp_path)[-1].name == "step-00000001.safetensors"
+    assert run_checkpoints.list_checkpoints(tmp_path)[-1].name == "step-00000001.safetensors"
 
 
 def test_non_finite_loss_skips_the_update(tmp_path, capsys):
@@ -200,7 +201,9 @@ def test_too_many_non_finite_updates_stop_with_the_last_good_checkpoint(tmp_path
     obj = ToyObjective(hooks={k: nan for k in range(6, 100)})
     with pytest.raises(TrainingError, match=r"3 updates in a row.*max_nan_steps=3.*step-00000004"):
         run_toy(tmp_path, obj, max_steps=50, eval_every=4, max_nan_steps=3)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000004.safetensors"]
+    assert [p.name for p in run_checkpoints.list_checkpoints(tmp_path)] == [
+        "step-00000004.safetensors"
+    ]
 
 
 def test_sigint_finishes_the_update_and_saves(tmp_path):
@@ -213,7 +216,7 @@ def test_sigint_finishes_the_update_and_saves(tmp_path):
     )
     assert summary["stopped"] == "interrupted" and summary["signal"] == signal.SIGINT
     assert summary["steps"] == 5
-    assert ckpt.list_checkpoints(tmp_path)[-1].name == "step-00000005.safetensors"
+    assert run_checkpoints.list_checkpoints(tmp_path)[-1].name == "step-00000005.safetensors"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
@@ -225,7 +228,7 @@ def test_second_sigint_aborts_at_once(tmp_path):
     obj = ToyObjective(hooks={1: interrupt, 2: interrupt}, batch=4)  # both in update 1
     with pytest.raises(KeyboardInterrupt):
         run_toy(tmp_path, obj, max_steps=100, eval_every=100, accumulate=2)
-    assert ckpt.list_checkpoints(tmp_path) == []
+    assert run_checkpoints.list_checkpoints(tmp_path) == []
 
 
 def test_out_of_memory_names_the_knob(tmp_path):

@@ -13,6 +13,7 @@ from tfcli.errors import CheckpointError
 def _select(inputs: tuple[Path, ...], last: int | None) -> list[Path]:
     """The checkpoints to average, oldest first: a run's last N steps, or the files given."""
     from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
 
     dirs = [p for p in inputs if p.is_dir()]
     if dirs and len(inputs) > 1:
@@ -20,8 +21,8 @@ def _select(inputs: tuple[Path, ...], last: int | None) -> list[Path]:
             f"pass one run directory or several .safetensors files, not both ({dirs[0]} is a directory)"
         )
     if dirs:
-        found = ckpt.list_checkpoints(dirs[0])
-        where = ckpt.checkpoints_dir(dirs[0])
+        found = run_checkpoints.list_checkpoints(dirs[0])
+        where = run_checkpoints.checkpoints_dir(dirs[0])
         if not found:
             raise CheckpointError(f"no step checkpoints in {where}; train first or pass files")
         if last is not None and len(found) < last:
@@ -30,7 +31,7 @@ def _select(inputs: tuple[Path, ...], last: int | None) -> list[Path]:
                 "or keep more while training (train.keep_last)"
             )
         return found[-last:] if last else found
-    paths = [ckpt.resolve_checkpoint(p) for p in inputs]
+    paths = [run_checkpoints.resolve_checkpoint(p) for p in inputs]
     if len({p.resolve() for p in paths}) != len(paths):
         raise CheckpointError("the same checkpoint is listed twice; list each file once")
     steps = {p: ckpt.read_meta(p).get("step") for p in paths}
@@ -76,6 +77,7 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
       tfcli decode runs/demo-tiny/averaged.safetensors --input demo/test.src
     """
     from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
     from tfcli.averaging import average_checkpoints
 
     paths = _select(inputs, last)
@@ -83,7 +85,7 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
         raise CheckpointError(
             f"averaging needs at least 2 checkpoints, found {len(paths)} ({paths[0]})"
         )
-    if ckpt.checkpoint_step(output) is not None:
+    if run_checkpoints.checkpoint_step(output) is not None:
         raise CheckpointError(
             f"{output.name}: step-* names are reserved for training checkpoints (pruning would "
             "delete it); choose another name, e.g. averaged.safetensors"

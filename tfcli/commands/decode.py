@@ -87,8 +87,9 @@ def decode(checkpoint: Path, **opts: Any) -> None:
       tfcli decode runs/demo-tiny                  # on a terminal: type a sentence, Ctrl-D ends
     """
     from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
 
-    path = ckpt.resolve_checkpoint(checkpoint)
+    path = run_checkpoints.resolve_checkpoint(checkpoint)
     meta = ckpt.read_meta(path)
     kind = meta.get("kind", "seq2seq")
     cfg = _decode_config(meta, opts)

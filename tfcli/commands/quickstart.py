@@ -172,22 +172,23 @@ def _train_translation(r: Recipe) -> str:
 
 
 def _announce_restart(r: Recipe) -> None:
-    from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
 
-    if ckpt.list_checkpoints(Path(r.run_dir)):
+    if run_checkpoints.list_checkpoints(Path(r.run_dir)):
         console.warn(f"{r.run_dir} holds an earlier run; quickstart starts it over")
 
 
 def _score_test(r: Recipe) -> str:
     """Translate data.test_src with the best checkpoint, write RUN_DIR/test.hyp, score it."""
     from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
     from tfcli.decoding.translate import Translator
     from tfcli.metrics import bleu_chrf
     from tfcli.textio import atomic_write_text, expand_inputs, iter_files
 
     sources = list(iter_files(expand_inputs(r.data.test_src, "data.test_src")))
     references = list(iter_files(expand_inputs(r.data.test_tgt, "data.test_tgt")))
-    path = ckpt.resolve_checkpoint(Path(r.run_dir))
+    path = run_checkpoints.resolve_checkpoint(Path(r.run_dir))
     model, meta = ckpt.load_model(path, _device(r))
     toks = ckpt.load_tokenizers(meta)
     console.step(
@@ -244,6 +245,7 @@ def _device(r: Recipe) -> Any:
 def _pretrain_and_fill(r: Recipe) -> str:
     """pretrain-mlm on the mono text, then fill FILL_EXAMPLES; returns the accuracy line."""
     from tfcli import checkpoint as ckpt
+    from tfcli import run_checkpoints
     from tfcli.decoding.translate import MaskFiller
     from tfcli.training import session
     from tfcli.training.mlm import pretrain
@@ -253,7 +255,7 @@ def _pretrain_and_fill(r: Recipe) -> str:
     session.show_summary(summary, f"pretrain-mlm: {r.run_dir}")
     if summary["stopped"] == "interrupted":
         raise click.exceptions.Exit(128 + int(summary["signal"]))
-    model, meta = ckpt.load_model(ckpt.resolve_checkpoint(Path(r.run_dir)), _device(r))
+    model, meta = ckpt.load_model(run_checkpoints.resolve_checkpoint(Path(r.run_dir)), _device(r))
     tok = ckpt.load_tokenizers(meta)["src"]
     filler = MaskFiller(model, tok, topk=3, max_tokens=r.decode.max_tokens)
     rows = []

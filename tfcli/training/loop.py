@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import torch
 
 from tfcli import checkpoint as ckpt
-from tfcli import console
+from tfcli import console, run_checkpoints
 from tfcli.errors import CheckpointError, TrainingError
 from tfcli.recipe import Precision, Recipe
 from tfcli.training import distributed
@@ -204,9 +204,9 @@ class Trainer:
     def resume(self) -> None:
         """Load the latest checkpoint that has its training state; fall back to older ones."""
         found = None
-        for path in reversed(ckpt.list_checkpoints(self.run_dir)):
+        for path in reversed(run_checkpoints.list_checkpoints(self.run_dir)):
             try:
-                found = (path, ckpt.load_state(ckpt.state_path(path)))
+                found = (path, ckpt.load_state(run_checkpoints.state_path(path)))
                 break
             except CheckpointError as e:
                 if self.dist.main:
@@ -435,7 +435,10 @@ class Trainer:
                 + (f", training stops at {limit})" if limit > 0 else ")")
             )
         if limit > 0 and worst >= limit:
-            last = self.last_checkpoint or (ckpt.list_checkpoints(self.run_dir) or [None])[-1]
+            last = (
+                self.last_checkpoint
+                or (run_checkpoints.list_checkpoints(self.run_dir) or [None])[-1]
+            )
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
             raise TrainingError(
                 f"training diverged: {worst} updates in a row had a non-finite loss or gradients "
@@ -538,7 +541,7 @@ class Trainer:
         p = self.p
         self.last_save = p.step
         if self.dist.main:
-            path = ckpt.step_path(self.run_dir, p.step)
+            path = run_checkpoints.step_path(self.run_dir, p.step)
             progress = {k: getattr(p, k) for k in Progress.__dataclass_fields__}
             state = {
                 "optimizer": self.optimizer.state_dict(),
@@ -546,22 +549,24 @@ class Trainer:
                 "progress": progress,
                 "rng": rngs,
             }
-            ckpt.save_state(ckpt.state_path(path), state)
+            ckpt.save_state(run_checkpoints.state_path(path), state)
             try:
                 ckpt.save_checkpoint(path, self.model, self._meta())
             except BaseException:
-                ckpt.state_path(path).unlink(missing_ok=True)  # no orphan state without weights
+                run_checkpoints.state_path(path).unlink(
+                    missing_ok=True
+                )  # no orphan state without weights
                 raise
             self.last_checkpoint = path
             if self.best_at_step == p.step:
-                ckpt.link_best(path)
-            ckpt.prune(self.run_dir, self.cfg.keep_last)
+                run_checkpoints.link_best(path)
+            run_checkpoints.prune(self.run_dir, self.cfg.keep_last)
         self.dist.barrier()
 
     def _save_best_only(self) -> None:
         """A new best at a step that is not a save step (train.save_every set)."""
         if self.dist.main:
-            best = self.run_dir / "checkpoints" / ckpt.BEST_NAME
+            best = self.run_dir / "checkpoints" / run_checkpoints.BEST_NAME
             ckpt.save_checkpoint(best, self.model, self._meta())
 
     def _oom_message(self, validation: bool = False) -> str:
@@ -582,8 +587,8 @@ class Trainer:
 
     def _summary(self) -> dict:
         p = self.p
-        best_path = self.run_dir / "checkpoints" / ckpt.BEST_NAME
-        steps = ckpt.list_checkpoints(self.run_dir) if self.dist.main else []
+        best_path = self.run_dir / "checkpoints" / run_checkpoints.BEST_NAME
+        steps = run_checkpoints.list_checkpoints(self.run_dir) if self.dist.main else []
         return {
             "steps": p.step,
             "epochs": self.stream.epoch_progress(),

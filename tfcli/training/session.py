@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tfcli import checkpoint as ckpt
-from tfcli import console
+from tfcli import console, run_checkpoints
 from tfcli import recipe as recipe_mod
 from tfcli.errors import TrainingError
 from tfcli.textio import atomic_write_text, ensure_dir
@@ -35,7 +34,7 @@ T = TypeVar("T")
 def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
     """Refuse to start over an earlier run's checkpoints (unless `force`: they are removed),
     and refuse `resume` when there is nothing to resume."""
-    steps = ckpt.list_checkpoints(run_dir)
+    steps = run_checkpoints.list_checkpoints(run_dir)
     if resume and force:
         raise TrainingError("--resume and --force contradict each other; pass one of them")
     if resume:
@@ -44,10 +43,10 @@ def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
                 f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume"
             )
         return
-    if not steps and not (run_dir / "checkpoints" / ckpt.BEST_NAME).exists():
+    if not steps and not (run_dir / "checkpoints" / run_checkpoints.BEST_NAME).exists():
         return
     if not force:
-        last = ckpt.checkpoint_step(steps[-1]) if steps else None
+        last = run_checkpoints.checkpoint_step(steps[-1]) if steps else None
         at = f" (last at step {last})" if last is not None else ""
         raise TrainingError(
             f"{run_dir} already holds checkpoints from an earlier run{at}; continue it with "
