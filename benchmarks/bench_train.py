@@ -78,7 +78,7 @@ def tfcli_side(args, batches: list[dict], run_dir: Path):
     from tfcli.model.config import spec_from_recipe
     from tfcli.recipe import from_dict
     from tfcli.training.loop import Trainer
-    from tfcli.training.seq2seq import Seq2SeqObjective
+    from tfcli.training.seq2seq import Seq2SeqObjective, with_targets
 
     d, h, ff, n, vocab, max_tokens = SHAPES[args.shape]
 
@@ -86,8 +86,8 @@ def tfcli_side(args, batches: list[dict], run_dir: Path):
         def __init__(self) -> None:  # the loss and its smoothing are Seq2SeqObjective's own
             self.eps = 0.1
 
-        def collate(self, i: int) -> dict:
-            return dict(batches[i])
+        def collate(self, i: int) -> dict:  # the host-side part of Seq2SeqObjective.collate
+            return with_targets({"src": batches[i]["src"], "tgt": batches[i]["tgt"]})
 
     recipe = from_dict({
         "run_dir": str(run_dir),

@@ -93,6 +93,21 @@ def test_padding_does_not_change_real_outputs(make_model, window) -> None:
     torch.testing.assert_close(alone[0], base[2], rtol=0, atol=1e-5)
 
 
+@torch.no_grad()
+def test_select_projects_only_the_chosen_positions(make_model) -> None:
+    model = make_model()
+    src = random_batch(3, 7, lengths=SRC_LENGTHS)
+    tgt = random_batch(3, 6, seed=5)
+    tgt[1, 4:] = 0
+    full = model(src, tgt)  # (B, T, V)
+    keep = tgt != 0
+    by_mask = model(src, tgt, keep)
+    by_index = model(src, tgt, keep.flatten().nonzero().squeeze(1))
+    assert by_mask.shape == (int(keep.sum()), full.shape[-1])
+    torch.testing.assert_close(by_mask, full[keep], rtol=0, atol=1e-5)
+    torch.testing.assert_close(by_index, full[keep], rtol=0, atol=1e-5)
+
+
 def test_shared_embeddings_are_one_tensor(make_model) -> None:
     model = make_model(share_embeddings=True)
     assert model.tgt_embed is model.src_embed

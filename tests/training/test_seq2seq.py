@@ -105,6 +105,9 @@ def test_collate_counts_target_tokens_on_the_host(corpus):
     assert b["tokens"] == sum(len(train.tgt[int(i)]) + 1 for i in idx)  # ids + </s> per row
     assert b["throughput"] == b["tokens"] + sum(len(train.src[int(i)]) + 1 for i in idx)
     assert int((tgt == EOS).sum()) == len(idx)
+    tgt_out = tgt[:, 1:].flatten()  # select: the non-pad positions the loss is computed on
+    assert torch.equal(b["select"], (tgt_out != PAD).nonzero().squeeze(1))
+    assert torch.equal(b["target"], tgt_out[tgt_out != PAD]) and len(b["target"]) == b["tokens"]
     assert src.shape[0] * max(src.shape[1], tgt.shape[1]) <= recipe.train.max_tokens
 
 

@@ -3,6 +3,7 @@ runs the encoder once and the decoder step by step against a KVCache."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from tfcli.model.cache import KVCache
@@ -77,10 +78,24 @@ class EncoderDecoder(nn.Module):
             return self.generator(h), weights
         return self.generator(out)
 
-    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
-        """src (B, S), tgt_in (B, T) -> logits (B, T, V) (teacher forcing)."""
+    def forward(self, src: Tensor, tgt_in: Tensor, select: Tensor | None = None) -> Tensor:
+        """src (B, S), tgt_in (B, T) -> logits (B, T, V) (teacher forcing).
+
+        With `select` only N positions go through the output projection: a (B, T) bool mask
+        (True = keep), or (N,) int64 indices into the B*T positions in row-major order (built on
+        the host, they cost no device sync). Returns (N, V). Training selects the non-pad
+        targets: the projection to the vocabulary is the largest matrix product of the model, and
+        token-budget batches hold ~4% padding on the target side.
+        """
         memory, src_mask = self.encode(src)
-        return self.decode(tgt_in, memory, src_mask)  # type: ignore[return-value]
+        if select is None:
+            return self.decode(tgt_in, memory, src_mask)  # type: ignore[return-value]
+        h = self.decoder(self.tgt_embed(tgt_in), None, memory=memory, memory_mask=src_mask)
+        if select.dtype == torch.bool:
+            h = h[select]  # (N, D)
+        else:
+            h = h.flatten(0, 1).index_select(0, select)  # (N, D)
+        return self.generator(h)
 
     def new_cache(self) -> KVCache:
         """An empty cache for incremental `decode`; fill it by decoding from BOS."""

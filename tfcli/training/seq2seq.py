@@ -49,9 +49,9 @@ class _SmoothedNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, keep, eps):  # type: ignore[override]
         wide = torch.promote_types(logits.dtype, torch.float32)  # bf16 -> fp32, fp64 stays
-        lprobs = torch.log_softmax(logits.to(wide), dim=-1)  # (B, T, V)
-        nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        smooth = -lprobs.mean(dim=-1)  # (B, T)
+        lprobs = torch.log_softmax(logits.to(wide), dim=-1)  # (..., V)
+        nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (...)
+        smooth = -lprobs.mean(dim=-1)  # (...)
         loss = (((1.0 - eps) * nll + eps * smooth) * keep).sum()
         ctx.save_for_backward(lprobs, target, keep)
         ctx.eps, ctx.dtype = eps, logits.dtype
@@ -74,13 +74,12 @@ def label_smoothed_nll(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed (smoothed loss, NLL) over the non-pad positions of `target`.
 
-    logits (B, T, V) any float dtype (computed in fp32), target (B, T) ids. Equal to
+    logits (..., V) any float dtype (computed in fp32), target (...) ids. Equal to
     `F.cross_entropy(..., label_smoothing=eps, ignore_index=pad_id, reduction="sum")`, and to
-    the same without smoothing for the NLL. The softmax runs over pad positions too and is then
-    masked, which is cheaper than gathering the non-pad rows first: token-budget batches hold
-    few pads.
+    the same without smoothing for the NLL. Training passes only the non-pad rows (the model's
+    `select`); padded rows are masked out here when present.
     """
-    keep = (target != pad_id).to(torch.float32)  # (B, T)
+    keep = (target != pad_id).to(torch.float32)  # (...)
     loss, nll = _SmoothedNLL.apply(logits, target, keep, float(eps))
     return loss, nll.detach()
 
@@ -125,8 +124,10 @@ class Seq2SeqObjective:
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
         """Summed label-smoothed loss of one batch; tokens = non-pad target tokens (</s> included)."""
         tgt = batch["tgt"]
-        logits = model(batch["src"], tgt[:, :-1])  # (B, T-1, V): tgt_in = <s> ids
-        loss, nll = label_smoothed_nll(logits, tgt[:, 1:], self.eps)  # tgt_out = ids </s>
+        # Only the non-pad target positions (`select`, flat indices made by _collate on the host)
+        # go through the output projection and the loss.
+        logits = model(batch["src"], tgt[:, :-1], batch["select"])  # (N, V); tgt_in = <s> ids
+        loss, nll = label_smoothed_nll(logits, batch["target"], self.eps)  # tgt_out = ids </s>
         return loss, {"tokens": batch["tokens"], "nll": nll, "throughput": batch["throughput"]}
 
     # --- validation ------------------------------------------------------------------------
@@ -177,12 +178,19 @@ class Seq2SeqObjective:
 
 
 def _collate(data: ParallelData, idx: np.ndarray) -> dict[str, Any]:
-    """collate_parallel plus host-side counts, so the loop never reads them from the device."""
-    b = collate_parallel(data, idx)
-    tokens = int((b["tgt"][:, 1:] != PAD).sum())
-    b["tokens"] = tokens
-    b["throughput"] = tokens + int((b["src"] != PAD).sum())
-    return b
+    return with_targets(collate_parallel(data, idx))
+
+
+def with_targets(batch: dict[str, Any]) -> dict[str, Any]:
+    """Add what the loss needs to a padded {"src", "tgt"} batch, computed on the host so the loop
+    never reads it back from the device: `select` (N,) flat indices of the non-pad positions of
+    tgt_out, `target` (N,) their ids, `tokens` = N and `throughput` = N + non-pad source tokens."""
+    tgt_out = batch["tgt"][:, 1:].reshape(-1)
+    batch["select"] = (tgt_out != PAD).nonzero().squeeze(1)
+    batch["target"] = tgt_out[batch["select"]]
+    batch["tokens"] = len(batch["target"])
+    batch["throughput"] = batch["tokens"] + int((batch["src"] != PAD).sum())
+    return batch
 
 
 def _to(v: Any, device: torch.device) -> Any:
