@@ -1,17 +1,15 @@
 """The shared training loop, driven by a tiny objective so each test runs in about a second.
 
-`ToyModel`/`ToyObjective` (also imported by test_resume.py and test_distributed.py) implement
-the Objective protocol of docs/ARCHITECTURE.md over variable-length padded sequences, so token
-normalisation, accumulation, skipping, stopping rules and checkpoints are exercised exactly as
-with the real objectives, without tokenizers or data files.
+`ToyModel`/`ToyObjective` (also imported by test_state.py, test_faults.py and
+test_distributed.py) implement the Objective protocol of docs/ARCHITECTURE.md over variable-length
+padded sequences, so token normalisation, accumulation, skipping, stopping rules and checkpoints
+are exercised exactly as with the real objectives, without tokenizers or data files.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -178,74 +176,6 @@ def test_max_minutes_stops_and_saves(tmp_path):
     summary, _ = run_toy(tmp_path, max_steps=1000, max_minutes=1e-6)
     assert summary["stopped"] == "max_minutes" and summary["steps"] == 1
     assert run_checkpoints.list_checkpoints(tmp_path)[-1].name == "step-00000001.safetensors"
-
-
-def test_non_finite_loss_skips_the_update(tmp_path, capsys):
-    nan = lambda loss: loss * float("nan")  # noqa: E731
-    obj = ToyObjective(hooks={3: nan})  # the third update
-    _, model = run_toy(tmp_path, obj, max_steps=2, eval_every=100)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    # Same run for 3 steps: step 3 is skipped, so the weights equal those after 2 steps.
-    _, model3 = run_toy(
-        tmp_path / "three", ToyObjective(hooks={3: nan}), max_steps=3, eval_every=100
-    )
-    for k, v in model3.state_dict().items():
-        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
-    recs = read_metrics(tmp_path / "three")
-    assert recs[2]["skipped"] == 1 and np.isfinite(recs[2]["loss"])
-    assert "1 update(s) skipped" in capsys.readouterr().err
-
-
-def test_too_many_non_finite_updates_stop_with_the_last_good_checkpoint(tmp_path):
-    nan = lambda loss: loss * float("inf")  # noqa: E731
-    obj = ToyObjective(hooks={k: nan for k in range(6, 100)})
-    with pytest.raises(TrainingError, match=r"3 updates in a row.*max_nan_steps=3.*step-00000004"):
-        run_toy(tmp_path, obj, max_steps=50, eval_every=4, max_nan_steps=3)
-    assert [p.name for p in run_checkpoints.list_checkpoints(tmp_path)] == [
-        "step-00000004.safetensors"
-    ]
-
-
-def test_sigint_finishes_the_update_and_saves(tmp_path):
-    def interrupt(loss):
-        os.kill(os.getpid(), signal.SIGINT)
-        return loss
-
-    summary, _ = run_toy(
-        tmp_path, ToyObjective(hooks={5: interrupt}), max_steps=100, eval_every=100
-    )
-    assert summary["stopped"] == "interrupted" and summary["signal"] == signal.SIGINT
-    assert summary["steps"] == 5
-    assert run_checkpoints.list_checkpoints(tmp_path)[-1].name == "step-00000005.safetensors"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-
-
-def test_second_sigint_aborts_at_once(tmp_path):
-    def interrupt(loss):
-        os.kill(os.getpid(), signal.SIGINT)
-        return loss
-
-    obj = ToyObjective(hooks={1: interrupt, 2: interrupt}, batch=4)  # both in update 1
-    with pytest.raises(KeyboardInterrupt):
-        run_toy(tmp_path, obj, max_steps=100, eval_every=100, accumulate=2)
-    assert run_checkpoints.list_checkpoints(tmp_path) == []
-
-
-def test_out_of_memory_names_the_knob(tmp_path):
-    def oom(loss):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    with pytest.raises(TrainingError, match=r"train\.max_tokens \(now 4096\).*max_tokens=2048"):
-        run_toy(tmp_path, ToyObjective(hooks={2: oom}))
-
-
-def test_out_of_memory_in_validation_says_so(tmp_path):
-    class Hungry(ToyObjective):
-        def evaluate(self, model):
-            raise torch.OutOfMemoryError("CUDA out of memory")
-
-    with pytest.raises(TrainingError, match=r"during validation at step 4.*decode\.max_tokens"):
-        run_toy(tmp_path, Hungry())
 
 
 def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):

@@ -14,20 +14,16 @@ non-finite flag accumulate on the device and are read every `train.log_every` up
 non-finite gradient skips its update inside the fused optimizer (its `found_inf` input), so
 skipping costs no sync either. On CPU, where a read is free, the flag is checked every update.
 
-Resume. The training state saved beside each checkpoint holds the optimizer, the schedule, the
-position in the epoch's batch list and every RNG state (torch, CUDA, numpy, python) per rank;
-batch lists are a pure function of (seed, epoch), so a resumed run replays exactly the batches
-and dropout masks the uninterrupted run would have seen.
+Beside this file: state.py (what is saved with each checkpoint and restored by --resume, so that
+a resumed run replays exactly the batches and dropout masks of an uninterrupted one) and
+faults.py (non-finite updates, out of memory, Ctrl-C / SIGTERM).
 """
 
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,11 +31,14 @@ import torch
 
 from tfcli import checkpoint as ckpt
 from tfcli import console, run_checkpoints
-from tfcli.errors import CheckpointError, TrainingError
+from tfcli.errors import TrainingError
 from tfcli.recipe import Precision, Recipe
 from tfcli.training import distributed
 from tfcli.training.display import Display, MetricsLog
+from tfcli.training.faults import NonFiniteUpdates, StopSignals, is_oom, oom_message
+from tfcli.training.meter import TrainMeter
 from tfcli.training.optim import build_optimizer, build_scheduler
+from tfcli.training.state import BatchStream, Progress, latest_resumable, restore, save_step
 
 
 class Objective(Protocol):
@@ -59,20 +58,6 @@ class Objective(Protocol):
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
 
 
-@dataclass
-class Progress:
-    """Where training stands; saved in every training state and restored by --resume."""
-
-    step: int = 0  # optimizer updates done
-    epoch: int = 0  # current epoch (0-based)
-    pos: int = 0  # micro-batches of the current epoch already consumed (this rank)
-    train_seconds: float = 0.0
-    best: dict | None = None  # {"metric", "value", "step"}
-    bad_evals: int = 0  # evaluations since the best (early-stopping patience)
-    history: list = field(default_factory=list)  # validation records
-    stopped: str = ""
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -83,88 +68,6 @@ def _amp_dtype(precision: Precision, device: torch.device) -> torch.dtype | None
     if precision is Precision.AUTO and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
-
-
-def _recipe_value(recipe: Recipe, dotted: str) -> Any:
-    node: Any = recipe
-    for part in dotted.split("."):
-        node = getattr(node, part, None)
-    return node
-
-
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
-
-
-class _Stream:
-    """Micro-batch descriptors across epochs; `progress.(epoch, pos)` is where the next comes from."""
-
-    def __init__(self, objective: Objective, d: distributed.Dist, max_epochs: int, p: Progress):
-        self.objective, self.d, self.max_epochs, self.p = objective, d, max_epochs, p
-        self.batches: list[Any] = []
-        self.loaded = -1
-
-    def _load(self) -> None:
-        if self.loaded == self.p.epoch:
-            return
-        batches = self.objective.train_batches(self.p.epoch, self.d.rank, self.d.world)
-        if self.d.enabled:  # ranks must run the same number of steps or DDP hangs
-            batches = batches[: min(self.d.gather(len(batches)))]
-        if not batches:
-            raise TrainingError(
-                f"epoch {self.p.epoch + 1} has no training batches: the encoded training split is "
-                "empty, or smaller than the number of processes; check the data section"
-            )
-        self.batches, self.loaded = batches, self.p.epoch
-
-    def take(self, n: int) -> list[Any]:
-        """Up to n descriptors; fewer (or none) once max_epochs is reached."""
-        out: list[Any] = []
-        while len(out) < n and not (self.max_epochs and self.p.epoch >= self.max_epochs):
-            self._load()
-            if self.p.pos >= len(self.batches):
-                self.p.epoch, self.p.pos = self.p.epoch + 1, 0
-                continue
-            out.append(self.batches[self.p.pos])
-            self.p.pos += 1
-        return out
-
-    def epoch_progress(self) -> float:
-        """Epochs done as a fraction (2.25 = a quarter into the third)."""
-        n = len(self.batches) if self.loaded == self.p.epoch else 0
-        return round(self.p.epoch + (self.p.pos / n if n else 0.0), 4)
-
-
-class _Acc:
-    """Per-log-interval sums, kept on the device so that updating them never syncs."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-        zero = torch.zeros((), device=device)
-        self.consec, self.worst, self.unchecked = zero.clone(), zero.clone(), zero.clone()
-
-    def reset(self) -> None:
-        zero = torch.zeros((), device=self.device)
-        self.loss, self.nll, self.tokens, self.norm = (zero.clone() for _ in range(4))
-        self.skipped = zero.clone()
-        self.throughput: float | torch.Tensor = 0.0
-        self.updates = 0
-        self.t0 = time.monotonic()
-
-    def add(self, loss, nll, tokens, throughput, norm, bad) -> None:
-        self.loss += torch.where(bad, 0.0, loss)
-        self.nll += torch.where(bad, 0.0, nll)
-        self.tokens += torch.where(bad, 0.0, tokens)
-        self.norm += torch.where(bad, 0.0, norm)
-        self.skipped += bad
-        self.unchecked += bad
-        self.consec = (self.consec + 1) * bad  # run length of non-finite updates
-        self.worst = torch.maximum(self.worst, self.consec)
-        self.throughput = self.throughput + throughput
-        self.updates += 1
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -189,7 +92,7 @@ class Trainer:
         self.amp = _amp_dtype(self.cfg.precision, self.device)
         self.p = Progress()
         self.resumed_from: Path | None = None
-        self.stop_signal = 0
+        self.signals = StopSignals(self.dist.main)
         self.last_eval = self.last_save = -1
         self.metrics: dict = {}  # latest validation record
         self.best_at_step = -1  # step whose evaluation set a new best
@@ -199,47 +102,20 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         distributed.seed_all(self.cfg.seed, self.dist.rank)
 
+    @property
+    def stop_signal(self) -> int:
+        """The signal that asked this run to stop; 0 while none has."""
+        return self.signals.signum
+
     # --- resume ----------------------------------------------------------------------------
 
     def resume(self) -> None:
         """Load the latest checkpoint that has its training state; fall back to older ones."""
-        found = None
-        for path in reversed(run_checkpoints.list_checkpoints(self.run_dir)):
-            try:
-                found = (path, ckpt.load_state(run_checkpoints.state_path(path)))
-                break
-            except CheckpointError as e:
-                if self.dist.main:
-                    console.warn(f"skipping {path.name} for --resume: {e}")
-        if found is None:
-            raise TrainingError(
-                f"--resume: no checkpoint with training state in {self.run_dir / 'checkpoints'}; "
-                "start without --resume (add --force to overwrite the run dir)"
-            )
-        path, state = found
-        weights, _ = ckpt.load_state_dict(path, device=self.device)
-        try:
-            self.model.load_state_dict(weights, strict=True)
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0]
-            raise TrainingError(
-                f"--resume: {path.name} does not fit the model/optimizer this recipe builds "
-                f"({first}); resume with the recipe it was trained with ({self.run_dir}/recipe.yaml)"
-            ) from None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.p = Progress(**state["progress"])
-        self.p.stopped = ""
-        rngs = state.get("rng", [])
-        if len(rngs) == self.dist.world:
-            distributed.set_rng_state(rngs[self.dist.rank], self.device)
-        else:
-            distributed.seed_all(self.cfg.seed + self.p.step, self.dist.rank)
-            if self.dist.main:
-                console.warn(
-                    f"resuming on {self.dist.world} process(es) from a run on {len(rngs)}: batches "
-                    "and dropout will differ from an uninterrupted run"
-                )
+        path, saved = latest_resumable(self.run_dir, warn=self.dist.main)
+        self.p = restore(
+            path, saved, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+            dist=self.dist, seed=self.cfg.seed, run_dir=self.run_dir,
+        )  # fmt: skip
         self.resumed_from = path
         self.last_eval = self.last_save = self.p.step
         if self.p.history:
@@ -296,7 +172,8 @@ class Trainer:
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this update used
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.acc.add(loss_sum, nll_sum, tokens, throughput, norm, bad)
+        self.meter.add(loss_sum, nll_sum, tokens, throughput, norm, bad)
+        self.nonfinite.add(bad)
         return stop
 
     def _agree(self, tokens: Any, want_stop: bool) -> tuple[Any, bool]:
@@ -339,12 +216,13 @@ class Trainer:
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.net.train()
-        self.stream = _Stream(self.objective, self.dist, cfg.max_epochs, self.p)
+        self.stream = BatchStream(self.objective, self.dist, cfg.max_epochs, self.p)
         self.log = MetricsLog(
             self.run_dir, self.dist.main, cfg.tensorboard,
             self.p.step if self.resumed_from is not None else None,
         )  # fmt: skip
-        self.acc = _Acc(self.device)
+        self.meter = TrainMeter(self.device)
+        self.nonfinite = NonFiniteUpdates(self.device)
 
     def run(self) -> dict:
         """Train until a stopping rule fires; evaluate and save on the way and at the end."""
@@ -356,7 +234,7 @@ class Trainer:
         if self.resumed_from is not None and self.dist.main:
             console.step(f"resuming from {self.resumed_from} (step {p.step})")
         try:
-            with _signals(self), display:
+            with self.signals, display:
                 self.display = display
                 while True:
                     if cfg.max_steps and p.step >= cfg.max_steps:
@@ -369,7 +247,7 @@ class Trainer:
                     try:
                         stop = self.update(micro, deadline)
                     except Exception as e:
-                        if _is_oom(e):
+                        if is_oom(e):
                             raise TrainingError(self._oom_message()) from None
                         raise
                     p.step += 1
@@ -406,7 +284,7 @@ class Trainer:
         elif evaluated and self.best_at_step == step:
             self._save_best_only()
         if evaluated or step == self.last_save:
-            self.acc.t0 = time.monotonic()  # keep validation and saving out of tokens/s
+            self.meter.t0 = time.monotonic()  # keep validation and saving out of tokens/s
 
     def _finish(self) -> None:
         """At the end: evaluate (unless interrupted) and save, once, if not already done."""
@@ -421,55 +299,19 @@ class Trainer:
 
     def _check_health(self) -> None:
         """Warn about skipped (non-finite) updates; too many in a row is a TrainingError."""
-        unchecked, worst, consec = (int(x) for x in torch.stack(
-            [self.acc.unchecked, self.acc.worst, self.acc.consec]).tolist())  # fmt: skip
-        if not unchecked:
-            return
-        self.acc.unchecked.zero_()
-        self.acc.worst.copy_(self.acc.consec)
-        limit = self.cfg.max_nan_steps
-        if self.dist.main:
-            console.warn(
-                f"step {self.p.step}: {unchecked} update(s) skipped since the last check "
-                f"(non-finite loss or gradients; {consec} in a row now"
-                + (f", training stops at {limit})" if limit > 0 else ")")
-            )
-        if limit > 0 and worst >= limit:
-            last = (
-                self.last_checkpoint
-                or (run_checkpoints.list_checkpoints(self.run_dir) or [None])[-1]
-            )
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-            raise TrainingError(
-                f"training diverged: {worst} updates in a row had a non-finite loss or gradients "
-                f"(train.max_nan_steps={limit}) by step {self.p.step}; {kept}; lower optim.lr, "
-                "raise optim.warmup_steps or set optim.clip_norm, then resume with --resume"
-            )
+        self.nonfinite.check(
+            self.p.step, self.cfg.max_nan_steps, main=self.dist.main,
+            last_checkpoint=self.last_checkpoint, run_dir=self.run_dir,
+        )  # fmt: skip
 
     def _log_train(self, lr: float, deadline: float | None) -> None:
-        a = self.acc
-        vec = torch.stack([a.loss, a.nll, a.tokens, a.norm, a.skipped]).double()
-        thr = a.throughput
-        if isinstance(thr, torch.Tensor):
-            thr = thr.item()
-        if self.dist.enabled:
-            import torch.distributed as tdist
-
-            tdist.all_reduce(vec)
-            vec[3:] /= self.dist.world  # the norm and the skip flag are the same on every rank
-            (thr,) = self.dist.sum([float(thr)])
-        loss, nll, tokens, norm, skipped = vec.tolist()
-        good = max(a.updates - int(skipped), 1)
-        seconds = max(time.monotonic() - a.t0, 1e-9)
-        rec = {
-            "step": self.p.step, "epoch": self.stream.epoch_progress(), "split": "train",
-            "loss": loss / max(tokens, 1), "ppl": math.exp(min(nll / max(tokens, 1), 50.0)),
-            "lr": lr, "tokens_per_s": thr / seconds, "grad_norm": norm / good,
-            "skipped": int(skipped), "elapsed": round(self.p.train_seconds, 2),
-        }  # fmt: skip
+        rec = self.meter.record(
+            self.dist, step=self.p.step, epoch=self.stream.epoch_progress(), lr=lr,
+            elapsed=self.p.train_seconds,
+        )  # fmt: skip
         self.log.write(rec)
         self.display.train(rec, deadline)
-        a.reset()
+        self.meter.reset()
 
     def _evaluate(self) -> None:
         """Validation on rank 0 (global RNG untouched); best and patience; agree on stopping."""
@@ -482,7 +324,7 @@ class Trainer:
                 with torch.no_grad(), self._autocast():
                     metrics = self.objective.evaluate(self.model)
             except Exception as e:
-                if _is_oom(e):
+                if is_oom(e):
                     raise TrainingError(self._oom_message(validation=True)) from None
                 raise
             finally:
@@ -542,21 +384,7 @@ class Trainer:
         self.last_save = p.step
         if self.dist.main:
             path = run_checkpoints.step_path(self.run_dir, p.step)
-            progress = {k: getattr(p, k) for k in Progress.__dataclass_fields__}
-            state = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "progress": progress,
-                "rng": rngs,
-            }
-            ckpt.save_state(run_checkpoints.state_path(path), state)
-            try:
-                ckpt.save_checkpoint(path, self.model, self._meta())
-            except BaseException:
-                run_checkpoints.state_path(path).unlink(
-                    missing_ok=True
-                )  # no orphan state without weights
-                raise
+            save_step(path, self.model, self._meta(), self.optimizer, self.scheduler, p, rngs)
             self.last_checkpoint = path
             if self.best_at_step == p.step:
                 run_checkpoints.link_best(path)
@@ -571,19 +399,7 @@ class Trainer:
 
     def _oom_message(self, validation: bool = False) -> str:
         knob = self.objective.budget_knob
-        value = _recipe_value(self.recipe, knob)
-        hint = f"try {knob}={max(1, value // 2)}" if isinstance(value, int) else f"lower {knob}"
-        if validation:
-            return (
-                f"out of {self.device.type} memory during validation at step {self.p.step}; "
-                f"its batches are sized by {knob} (now {value}) and, for BLEU decoding, "
-                f"decode.max_tokens: {hint}"
-            )
-        return (
-            f"out of {self.device.type} memory at step {self.p.step + 1}; a batch is sized by "
-            f"{knob} (now {value}): {hint} and double train.accumulate to keep the same "
-            "effective batch, or train a smaller model"
-        )
+        return oom_message(self.recipe, knob, self.device, self.p.step, validation=validation)
 
     def _summary(self) -> dict:
         p = self.p
@@ -602,36 +418,6 @@ class Trainer:
             "run_dir": self.run_dir,
             "rank": self.dist.rank,
         }
-
-
-class _signals:
-    """Ctrl-C / SIGTERM: finish the current update, save, stop. A second Ctrl-C aborts at once."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-        self.old: dict = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        t = self.trainer
-        if t.stop_signal:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            return
-        t.stop_signal = signum
-        if t.dist.main:
-            console.warn(
-                f"{signal.Signals(signum).name}: finishing this update and saving a checkpoint; "
-                "press Ctrl-C again to abort without saving"
-            )
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self.old[s] = signal.signal(s, self._handle)
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self.old.items():
-            signal.signal(s, h)
 
 
 def train(

@@ -1,6 +1,7 @@
-"""--resume reproduces an uninterrupted run exactly (dropout on), including after kill -9.
+"""Training state (training/state.py): --resume reproduces an uninterrupted run exactly (dropout
+on), including after kill -9.
 
-The toy test drives the loop directly (about a second); the others run `tfcli train` on a small
+The toy tests drive the loop directly (about a second); the others run `tfcli train` on a small
 demo corpus, in-process through CliRunner and as a subprocess that is SIGKILLed mid-training.
 """
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,6 +25,7 @@ from tfcli import checkpoint as ckpt
 from tfcli import run_checkpoints
 from tfcli.cli import cli
 from tfcli.demo import write_demo
+from tfcli.training.state import BatchStream, Progress
 
 TINY = """\
 run_dir: run
@@ -56,6 +59,23 @@ def assert_same_weights(a: Path, b: Path) -> None:
     wb, _ = ckpt.load_state_dict(b)
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_batch_stream_takes_across_epochs_and_continues_from_a_saved_position():
+    one = SimpleNamespace(rank=0, world=1, enabled=False)  # a single process
+    obj = ToyObjective()  # 8 batches an epoch
+    p = Progress()
+    stream = BatchStream(obj, one, max_epochs=2, p=p)
+    taken = [stream.take(3) for _ in range(2)]
+    assert (p.epoch, p.pos, stream.epoch_progress()) == (0, 6, 0.75)
+    rest = stream.take(3)  # the last two of epoch 0, then the first of epoch 1
+    assert (p.epoch, p.pos) == (1, 1)
+    assert [b.tolist() for b in rest[:2]] == [b.tolist() for b in obj.train_batches(0, 0, 1)[6:]]
+    saved = Progress(epoch=p.epoch, pos=p.pos)  # what a training state holds
+    expected = stream.take(4)
+    again = BatchStream(obj, one, max_epochs=2, p=saved).take(4)
+    assert [b.tolist() for b in again] == [b.tolist() for b in expected]
+    assert len(taken[0]) == 3 and len(stream.take(100)) == 3 and stream.take(1) == []
 
 
 def test_toy_resume_equals_straight_run(tmp_path):

@@ -1,0 +1,177 @@
+"""Training state: what is saved beside each checkpoint and restored by `--resume`.
+
+The training state of step N (RUN_DIR/checkpoints/step-0000000N.state.pt, written by
+`tfcli.checkpoint.save_state`) holds the optimizer, the schedule, the `Progress` (step, position
+in the epoch's batch list, best, history) and every RNG state (torch, CUDA, numpy, python) per
+rank. `BatchStream` advances that position as the loop takes batches, and batch lists are a
+pure function of (seed, epoch), so a resumed run replays exactly the batches and dropout masks
+the uninterrupted run would have seen.
+
+The state is written before the weights, and the weights' file is what marks a step checkpoint
+complete (`run_checkpoints.list_checkpoints` lists only those): a crash between the two leaves
+no checkpoint without its state. The state is read with `torch.load(weights_only=True)`, so a
+tampered file cannot run code; a latest state that cannot be read makes resume fall back to an
+older step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tfcli import checkpoint as ckpt
+from tfcli import console, run_checkpoints
+from tfcli.errors import CheckpointError, TrainingError
+from tfcli.training import distributed
+
+if TYPE_CHECKING:
+    from tfcli.training.loop import Objective
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every training state and restored by --resume."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0  # current epoch (0-based)
+    pos: int = 0  # micro-batches of the current epoch already consumed (this rank)
+    train_seconds: float = 0.0
+    best: dict | None = None  # {"metric", "value", "step"}
+    bad_evals: int = 0  # evaluations since the best (early-stopping patience)
+    history: list = field(default_factory=list)  # validation records
+    stopped: str = ""
+
+
+class BatchStream:
+    """Micro-batch descriptors across epochs; `progress.(epoch, pos)` is where the next comes from.
+
+    Taking a descriptor advances the Progress it shares with the loop, so the position saved in
+    each training state is exactly where a resumed run picks up; `train_batches` being a pure
+    function of (seed, epoch, rank, world) makes the replay exact.
+    """
+
+    def __init__(self, objective: Objective, d: distributed.Dist, max_epochs: int, p: Progress):
+        self.objective, self.d, self.max_epochs, self.p = objective, d, max_epochs, p
+        self.batches: list[Any] = []
+        self.loaded = -1
+
+    def _load(self) -> None:
+        if self.loaded == self.p.epoch:
+            return
+        batches = self.objective.train_batches(self.p.epoch, self.d.rank, self.d.world)
+        if self.d.enabled:  # ranks must run the same number of steps or DDP hangs
+            batches = batches[: min(self.d.gather(len(batches)))]
+        if not batches:
+            raise TrainingError(
+                f"epoch {self.p.epoch + 1} has no training batches: the encoded training split is "
+                "empty, or smaller than the number of processes; check the data section"
+            )
+        self.batches, self.loaded = batches, self.p.epoch
+
+    def take(self, n: int) -> list[Any]:
+        """Up to n descriptors; fewer (or none) once max_epochs is reached."""
+        out: list[Any] = []
+        while len(out) < n and not (self.max_epochs and self.p.epoch >= self.max_epochs):
+            self._load()
+            if self.p.pos >= len(self.batches):
+                self.p.epoch, self.p.pos = self.p.epoch + 1, 0
+                continue
+            out.append(self.batches[self.p.pos])
+            self.p.pos += 1
+        return out
+
+    def epoch_progress(self) -> float:
+        """Epochs done as a fraction (2.25 = a quarter into the third)."""
+        n = len(self.batches) if self.loaded == self.p.epoch else 0
+        return round(self.p.epoch + (self.p.pos / n if n else 0.0), 4)
+
+
+def save_step(
+    path: Path,
+    model: torch.nn.Module,
+    meta: dict,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    progress: Progress,
+    rngs: list[dict],
+) -> None:
+    """Write step checkpoint `path` (weights + `meta`) and its training state, state first.
+
+    `rngs` holds every rank's RNG state (`distributed.rng_state`), indexed by rank. If writing
+    the weights fails, the state written for them is removed again (no orphan state).
+    """
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "progress": {k: getattr(progress, k) for k in Progress.__dataclass_fields__},
+        "rng": rngs,
+    }
+    ckpt.save_state(run_checkpoints.state_path(path), state)
+    try:
+        ckpt.save_checkpoint(path, model, meta)
+    except BaseException:
+        run_checkpoints.state_path(path).unlink(missing_ok=True)
+        raise
+
+
+def latest_resumable(run_dir: Path, *, warn: bool) -> tuple[Path, dict]:
+    """(checkpoint, its training state): the latest step whose state loads; older ones as fallback.
+
+    Each unreadable state is skipped with a warning (when `warn`); none at all is a TrainingError.
+    """
+    for path in reversed(run_checkpoints.list_checkpoints(run_dir)):
+        try:
+            return path, ckpt.load_state(run_checkpoints.state_path(path))
+        except CheckpointError as e:
+            if warn:
+                console.warn(f"skipping {path.name} for --resume: {e}")
+    raise TrainingError(
+        f"--resume: no checkpoint with training state in {run_dir / 'checkpoints'}; "
+        "start without --resume (add --force to overwrite the run dir)"
+    )
+
+
+def restore(
+    path: Path,
+    state: dict,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    dist: distributed.Dist,
+    seed: int,
+    run_dir: Path,
+) -> Progress:
+    """Load `path`'s weights and `state` into the model, optimizer, schedule and RNGs.
+
+    Returns the saved Progress (its stop reason cleared). The RNG states are restored when the
+    run had as many processes as this one; otherwise they are reseeded from (seed + step, rank)
+    with a warning, since batches and dropout then differ from an uninterrupted run.
+    """
+    weights, _ = ckpt.load_state_dict(path, device=dist.device)
+    try:
+        model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise TrainingError(
+            f"--resume: {path.name} does not fit the model/optimizer this recipe builds "
+            f"({first}); resume with the recipe it was trained with ({run_dir}/recipe.yaml)"
+        ) from None
+    scheduler.load_state_dict(state["scheduler"])
+    progress = Progress(**state["progress"])
+    progress.stopped = ""
+    rngs = state.get("rng", [])
+    if len(rngs) == dist.world:
+        distributed.set_rng_state(rngs[dist.rank], dist.device)
+    else:
+        distributed.seed_all(seed + progress.step, dist.rank)
+        if dist.main:
+            console.warn(
+                f"resuming on {dist.world} process(es) from a run on {len(rngs)}: batches "
+                "and dropout will differ from an uninterrupted run"
+            )
+    return progress
