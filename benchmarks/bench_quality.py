@@ -344,6 +344,19 @@ def decode_both(args, work: Path, corpus: Path, ours: dict, model, tok) -> dict:
     }
 
 
+def git_rev() -> str:
+    """The tfcli commit measured (+ "-dirty" when the tree has uncommitted changes)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "tfcli"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("-dirty" if dirty else "")
+
+
 def report(args, manifest: dict, prep: dict, ours: dict, peer: dict, scores: dict) -> str:
     sp = manifest["splits"]
     hw = (
@@ -353,7 +366,7 @@ def report(args, manifest: dict, prep: dict, ours: dict, peer: dict, scores: dic
     )
     lines = [
         f"hardware: {hw}; {args.threads} thread(s) per side, both sides at once; "
-        f"torch {torch.__version__}; {datetime.date.today()}",
+        f"torch {torch.__version__}; tfcli {git_rev()}; {datetime.date.today()}",
         f"command: python benchmarks/bench_quality.py {' '.join(args.argv)}".rstrip(),
         f"corpus: gettext en->{args.lang}, {len(manifest['catalogs'])} catalogs, "
         f"{manifest['counts']['messages']:,} messages -> train {sp['train']['pairs']:,} / valid "
@@ -384,7 +397,7 @@ def report(args, manifest: dict, prep: dict, ours: dict, peer: dict, scores: dic
         )
     c = scores["copy"]
     lines.append(
-        f"| copy the source | - | - | - | - | - | - | {c['bleu']:.1f} | {c['chrf']:.1f} | - |"
+        f"| copy the source | - | - | - | - | - | - | - | {c['bleu']:.1f} | {c['chrf']:.1f} | - |"
     )
     lines += ["", "train loss (label-smoothed, per target token) by update:"]
     for name, r in (("tfcli", ours), ("marian", peer)):
