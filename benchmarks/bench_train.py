@@ -1,5 +1,5 @@
 """Training throughput: tfcli's model + training-loop step vs HF transformers' MarianMTModel with a
-plain PyTorch loop, side by side in one process, on the same batches.
+plain PyTorch loop, side by side in one run, on the same batches.
 
 Both sides train the same architecture (post-norm, ReLU, sinusoidal positions, tied embeddings,
 scaled token embeddings: MarianConfig is set to tfcli's shape) on identical token-budget
@@ -8,7 +8,8 @@ label-smoothed loss normalised by target tokens, gradient clipping at 1.0, Adam 
 with the fused kernel on both sides, the inverse-sqrt schedule, dropout 0.1, and the same
 precision (fp32 on CPU, bf16 autocast on CUDA). The tfcli side is `Trainer.update`, the exact
 step `tfcli train` runs (host transfers, loss, accumulation bookkeeping, clipping, skip flag).
-Sides alternate in rounds so that load on a shared machine hits both alike.
+Each side runs in its own process (process-wide settings stay apart); the parent alternates them
+round by round, one at a time, so that load on a shared machine hits both alike.
 
     python benchmarks/bench_train.py                                   # CPU, 2 threads, tiny shape
     python benchmarks/bench_train.py --device cuda --shape base --compile --peak-tflops 989
@@ -149,35 +150,61 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def side_worker(name: str, args, conn) -> None:
+    """One side in its own process: build it, warm up, then time the step ranges it is sent.
+
+    Separate processes keep process-wide state apart: tfcli's Trainer tunes glibc's allocator
+    on CPU (tfcli/training/allocator.py), which a plain PyTorch script does not get.
+    """
+    torch.set_num_threads(args.threads)
+    d, h, ff, n, vocab, max_tokens = SHAPES[args.shape]
+    batches = make_batches(args, vocab, max_tokens)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, step = (
+            tfcli_side(args, batches, Path(tmp)) if name == "tfcli" else marian_side(args, batches)
+        )
+        for i in range(args.warmup):  # allocator, kernels, compilation
+            step(i)
+        sync(args.device)
+        conn.send(sum(p.numel() for p in model.parameters()))
+        while (job := conn.recv()) is not None:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for i in range(*job):
+                step(i)
+            sync(args.device)
+            conn.send((time.perf_counter() - t0, time.process_time() - c0))
+
+
 def run(args) -> dict:
+    import multiprocessing as mp
+
     d, h, ff, n, vocab, max_tokens = SHAPES[args.shape]
     batches = make_batches(args, vocab, max_tokens)
     need = args.warmup + args.rounds * args.steps
     if len(batches) < need:
         raise SystemExit(f"only {len(batches)} batches; raise --pairs (need {need})")
-    with tempfile.TemporaryDirectory() as tmp:
-        sides = {
-            "tfcli": tfcli_side(args, batches, Path(tmp)),
-            "marian": marian_side(args, batches),
-        }
-        params = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in sides.items()}
-        for _, step in sides.values():  # warm-up: allocator, kernels, compilation
-            for i in range(args.warmup):
-                step(i)
-        sync(args.device)
-        rates: dict[str, list[float]] = {k: [] for k in sides}
-        cpu_rates: dict[str, list[float]] = {k: [] for k in sides}
-        for r in range(args.rounds):
-            chunk = range(args.warmup + r * args.steps, args.warmup + (r + 1) * args.steps)
-            tokens = sum(batches[i]["throughput"] for i in chunk)
-            order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]
-            for name, (_, step) in order:
-                t0, c0 = time.perf_counter(), time.process_time()
-                for i in chunk:
-                    step(i)
-                sync(args.device)
-                rates[name].append(tokens / (time.perf_counter() - t0))
-                cpu_rates[name].append(tokens / (time.process_time() - c0))
+    ctx = mp.get_context("spawn")
+    conns, procs = {}, []
+    for name in ("tfcli", "marian"):
+        conns[name], child = ctx.Pipe()
+        procs.append(ctx.Process(target=side_worker, args=(name, args, child), daemon=True))
+        procs[-1].start()
+    params = {k: c.recv() for k, c in conns.items()}  # both built and warmed up
+    rates: dict[str, list[float]] = {k: [] for k in conns}
+    cpu_rates: dict[str, list[float]] = {k: [] for k in conns}
+    for r in range(args.rounds):
+        chunk = (args.warmup + r * args.steps, args.warmup + (r + 1) * args.steps)
+        tokens = sum(batches[i]["throughput"] for i in range(*chunk))
+        order = list(conns) if r % 2 == 0 else list(conns)[::-1]
+        for name in order:  # one side at a time: the other waits in recv()
+            conns[name].send(chunk)
+            wall, cpu = conns[name].recv()
+            rates[name].append(tokens / wall)
+            cpu_rates[name].append(tokens / cpu)
+    for c in conns.values():
+        c.send(None)
+    for p in procs:
+        p.join()
     med = {k: statistics.median(v) for k, v in rates.items()}
     cpu = {k: statistics.median(v) for k, v in cpu_rates.items()}
     return {"params": params, "rates": rates, "median": med, "cpu": cpu, "batches": batches[:need]}

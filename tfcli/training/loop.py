@@ -34,6 +34,7 @@ from tfcli import console, run_checkpoints
 from tfcli.errors import TrainingError
 from tfcli.recipe import Precision, Recipe
 from tfcli.training import distributed
+from tfcli.training.allocator import keep_freed_memory
 from tfcli.training.display import Display, MetricsLog
 from tfcli.training.faults import NonFiniteUpdates, StopSignals, is_oom, oom_message
 from tfcli.training.meter import TrainMeter
@@ -212,6 +213,8 @@ class Trainer:
     def prepare(self) -> None:
         """Wrap the model (DDP, torch.compile), open metrics.jsonl; after resume(), before update()."""
         cfg = self.cfg
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on the step's large tensors (allocator.py)
         self.net = self.ddp = distributed.wrap(self.model, self.dist)
         if cfg.compile:
             self.net = torch.compile(self.net)
