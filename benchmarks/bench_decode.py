@@ -157,9 +157,10 @@ def random_sources(n: int, vocab: int, seed: int) -> list[list[int]]:
 
 def checkpoint_sources(args):
     from tfcli import checkpoint as ckpt
+    from tfcli.run_checkpoints import resolve_checkpoint
     from tfcli.textio import iter_lines
 
-    path = ckpt.resolve_checkpoint(Path(args.checkpoint))
+    path = resolve_checkpoint(Path(args.checkpoint))
     model, meta = ckpt.load_model(path)
     toks = ckpt.load_tokenizers(meta)
     lines = list(iter_lines(Path(args.input)))[: args.sentences]

@@ -280,8 +280,9 @@ def read_jsonl(path: Path) -> list[dict]:
 def tfcli_result(run_dir: Path) -> dict:
     """Steps, epochs, training seconds, last train-window loss, validation loss of the run."""
     from tfcli import checkpoint as ckpt
+    from tfcli.run_checkpoints import list_checkpoints
 
-    last = ckpt.list_checkpoints(run_dir)[-1]
+    last = list_checkpoints(run_dir)[-1]
     meta = ckpt.read_meta(last)
     recs = read_jsonl(run_dir / "metrics.jsonl")
     train = [r for r in recs if r["split"] == "train"]

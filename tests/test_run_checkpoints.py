@@ -90,11 +90,3 @@ def test_best_is_a_byte_copy_where_hard_links_fail(tmp_path, monkeypatch):
     assert best.name == "best.safetensors" and best.stat().st_nlink == 1
     assert ckpt.read_meta(best)["step"] == 2
     assert sorted(p.name for p in best.parent.iterdir() if p.name.startswith(".")) == []
-
-
-def test_moved_names_still_resolve_through_checkpoint():
-    """Scripts written before the split (benchmarks/) call ckpt.resolve_checkpoint & co."""
-    assert ckpt.resolve_checkpoint is run_checkpoints.resolve_checkpoint
-    assert ckpt.BEST_NAME == run_checkpoints.BEST_NAME
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        ckpt.nope  # noqa: B018

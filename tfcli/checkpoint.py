@@ -437,22 +437,3 @@ def load_state(path: Path) -> dict:
             f"{path}: training state is a {type(state).__name__}, expected a dict"
         )
     return state
-
-
-# --- names that moved --------------------------------------------------------------------------
-
-_MOVED = {
-    "BEST_NAME", "checkpoints_dir", "step_path", "state_path", "state_path_inverse",
-    "checkpoint_step", "list_checkpoints", "resolve_checkpoint", "prune", "link_best",
-}  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    """`checkpoint.resolve_checkpoint` & co. now live in tfcli.run_checkpoints; scripts written
-    before the split (benchmarks/) still find them here. Resolved on use: run_checkpoints imports
-    this module, so importing it at the top would be circular."""
-    if name in _MOVED:
-        from tfcli import run_checkpoints
-
-        return getattr(run_checkpoints, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
