@@ -167,7 +167,7 @@ def test_positions_beyond_the_table_are_a_clear_error(make_model) -> None:
 def test_compiles_without_graph_breaks(make_model) -> None:
     """fullgraph=True fails on any graph break in the training forward (eager backend: no C++
     toolchain needed, still runs dynamo's full tracing)."""
-    model = make_model(window=2, norm="pre", positions="rotary").train()
+    model = make_model(window=2, norm="pre", positions="rotary", dropout=0.1).train()
     src = random_batch(3, 7, lengths=SRC_LENGTHS)
     tgt = random_batch(3, 6, seed=8)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
@@ -175,6 +175,11 @@ def test_compiles_without_graph_breaks(make_model) -> None:
     logits = compiled(src, tgt)
     logits.sum().backward()
     assert logits.shape == (3, 6, 40)
+    tgt[1, 4:] = 0  # training's path: only the non-pad targets are projected (select indices)
+    select = (tgt != 0).flatten().nonzero().squeeze(1)
+    picked = compiled(src, tgt, select)
+    picked.sum().backward()
+    assert picked.shape == (16, 40)
 
 
 def test_bf16_autocast_runs(make_model) -> None:

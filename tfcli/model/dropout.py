@@ -6,7 +6,8 @@ a 3+3-layer model cost more than its attention). Here one 64-bit draw (`random_`
 default generator, so seeds, checkpoints and `--resume` cover it) gives four 16-bit lanes, and a
 lane keeps its element when it lies below a threshold: p is rounded to a multiple of 1/65536 and
 the kept values are scaled by the exact inverse keep rate, so the expectation is unchanged.
-About 5x cheaper than `F.dropout` on CPU. Other devices use `F.dropout` (fused, counter-based).
+About 5x cheaper than `F.dropout` on CPU. Other devices, and compiled models (inductor generates
+its own dropout RNG), use `F.dropout`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu" or not x.dtype.is_floating_point:
+        if (
+            x.device.type != "cpu"
+            or not x.dtype.is_floating_point
+            or torch.compiler.is_compiling()  # dynamo cannot trace random_; inductor has its own RNG
+        ):
             return F.dropout(x, self.p, training=True)
         return x * cpu_keep_mask(x.shape, self.p, x.dtype)
 
