@@ -33,6 +33,7 @@ from tfcli.recipe_schema import (
     DataConfig,
     DecodeConfig,
     Device,
+    Init,
     MLMConfig,
     ModelConfig,
     NormPosition,
@@ -51,7 +52,8 @@ from tfcli.recipe_schema import (
 )
 
 __all__ = [  # the schema (re-exported) and the loader
-    "SECTIONS", "Activation", "DataConfig", "DecodeConfig", "Device", "MLMConfig", "ModelConfig",
+    "SECTIONS", "Activation", "DataConfig", "DecodeConfig", "Device", "Init", "MLMConfig",
+    "ModelConfig",
     "NormPosition", "OptimConfig", "OptimizerName", "Packing", "Positions", "PreTokenizer",
     "Precision", "Recipe", "Schedule", "SearchMode", "TokenizerConfig", "TokenizerType",
     "TrainConfig", "apply_overrides", "bundled_dir", "bundled_names", "field_docs", "from_dict",

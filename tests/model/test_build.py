@@ -11,9 +11,9 @@ from tfcli.model import build_model, count_parameters
 from .helpers import tiny_spec
 
 
-def test_initialisation() -> None:
+def test_xavier_initialisation() -> None:
     torch.manual_seed(0)
-    spec = tiny_spec(d_model=64, n_heads=4, src_vocab_size=2000, tgt_vocab_size=2000)
+    spec = tiny_spec(d_model=64, n_heads=4, src_vocab_size=2000, tgt_vocab_size=2000, init="xavier")
     model = build_model(spec)
     emb = model.src_embed.tokens.weight
     assert (emb[0] == 0).all()  # padding row
@@ -23,6 +23,24 @@ def test_initialisation() -> None:
     assert qkv.weight.abs().max() <= bound and qkv.weight.abs().max() > 0.95 * bound
     assert (qkv.bias == 0).all()
     assert model.spec is spec
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "mlm"])
+def test_normal_initialisation_is_the_default(kind) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_spec(kind, d_model=64, n_heads=4, src_vocab_size=2000,
+                                  tgt_vocab_size=2000, positions="learned"))  # fmt: skip
+    assert model.spec.init == "normal"
+    emb = model.src_embed.tokens.weight
+    assert (emb[0] == 0).all()
+    for name, p in model.named_parameters():
+        if "norm" in name:  # LayerNorm: ones and zeros
+            continue
+        if name.endswith("bias"):
+            assert (p == 0).all(), name
+        else:
+            w = p[1:] if p is emb else p
+            assert w.std().item() == pytest.approx(0.02, rel=0.1), name
 
 
 def test_same_seed_same_model() -> None:

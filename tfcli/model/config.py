@@ -17,6 +17,7 @@ KINDS = ("seq2seq", "mlm")
 ACTIVATIONS = ("relu", "gelu")
 NORMS = ("post", "pre")
 POSITIONS = ("sinusoidal", "learned", "rotary")
+INITS = ("normal", "xavier")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ModelSpec:
     share_embeddings: bool = True  # one matrix for source, target and output (joint vocab)
     window: int = 0  # local self-attention window; 0 = full attention
     pad_id: int = 0
+    init: str = "normal"  # "normal" (N(0, 0.02)) | "xavier" (fairseq); used by build_model only
 
     @property
     def head_dim(self) -> int:
@@ -53,6 +55,7 @@ class ModelSpec:
             "activation": ACTIVATIONS,
             "norm": NORMS,
             "positions": POSITIONS,
+            "init": INITS,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -144,6 +147,7 @@ def spec_from_recipe(
         max_positions=cfg.max_positions,
         share_embeddings=cfg.share_embeddings,
         window=cfg.window,
+        init=value(cfg.init),
     )
     problems = spec.problems()
     if problems:
