@@ -79,6 +79,7 @@ def write_recipe(args, work: Path, corpus: Path) -> Path:
             "d_model": args.d_model, "n_heads": args.heads, "d_ff": args.d_ff,
             "encoder_layers": args.layers, "decoder_layers": args.layers, "dropout": 0.1,
             "attention_dropout": 0.0, "share_embeddings": True, "max_positions": MAX_POSITIONS,
+            "init": args.init,
         },
         "optim": {"lr": args.lr, "warmup_steps": args.warmup, "clip_norm": 1.0},
         "train": {
@@ -376,7 +377,7 @@ def report(args, manifest: dict, prep: dict, ours: dict, peer: dict, scores: dic
         f"tokenizer: joint BPE, {prep['vocab']:,} pieces; train split after length filters "
         f"{prep['train_pairs']:,} pairs; tokenize {prep['tokenize_s']:.0f} s, encode "
         f"{prep['encode_s']:.0f} s",
-        f"shape: d_model {args.d_model}, {args.heads} heads, d_ff {args.d_ff}, "
+        f"tfcli model.init {args.init}; shape: d_model {args.d_model}, {args.heads} heads, d_ff {args.d_ff}, "
         f"{args.layers}+{args.layers} layers, dropout 0.1, tied embeddings; max_tokens "
         f"{args.max_tokens}; Adam lr {args.lr:g}, inverse-sqrt warmup {args.warmup}; "
         f"{'bf16' if args.bf16 else 'fp32'}; budget {args.minutes:g} min of training per side",
@@ -441,6 +442,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--d-ff", type=int, default=1024)
     ap.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    ap.add_argument(
+        "--init", choices=["normal", "xavier"], default="normal",
+        help="tfcli's model.init; normal = N(0, 0.02), the peer's own initialisation",
+    )  # fmt: skip
     ap.add_argument("--max-tokens", type=int, default=2048, help="token budget per batch")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     ap.add_argument("--warmup", type=int, default=100, help="inverse-sqrt warmup updates")

@@ -54,8 +54,8 @@ class Positions(str, enum.Enum):
 
 
 class Init(str, enum.Enum):
-    NORMAL = "normal"  # N(0, 0.02) for every linear and embedding weight (BERT, BART, Marian)
     XAVIER = "xavier"  # xavier_uniform linears, N(0, d_model^-0.5) embeddings (fairseq)
+    NORMAL = "normal"  # N(0, 0.02) for every linear and embedding weight (BERT, BART, Marian)
 
 
 class OptimizerName(str, enum.Enum):
@@ -145,7 +145,7 @@ class ModelConfig:
     max_positions: int = _f(1024, "longest sequence the positions support")
     share_embeddings: bool = _f(True, "tie source, target and output embeddings (joint vocab)")
     window: int = _f(0, "local self-attention window (tokens each side); 0 = full attention")
-    init: Init = _f(Init.NORMAL, "initial weights: normal = N(0, 0.02) | xavier (fairseq)")
+    init: Init = _f(Init.XAVIER, "initial weights: xavier (fairseq) | normal = N(0, 0.02) (HF)")
     init_encoder_from: str | None = _f(
         None, "MLM checkpoint whose embeddings+encoder initialise this model"
     )

@@ -17,7 +17,7 @@ KINDS = ("seq2seq", "mlm")
 ACTIVATIONS = ("relu", "gelu")
 NORMS = ("post", "pre")
 POSITIONS = ("sinusoidal", "learned", "rotary")
-INITS = ("normal", "xavier")
+INITS = ("xavier", "normal")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ModelSpec:
     share_embeddings: bool = True  # one matrix for source, target and output (joint vocab)
     window: int = 0  # local self-attention window; 0 = full attention
     pad_id: int = 0
-    init: str = "normal"  # "normal" (N(0, 0.02)) | "xavier" (fairseq); used by build_model only
+    init: str = "xavier"  # "xavier" (fairseq) | "normal" (N(0, 0.02)); used by build_model only
 
     @property
     def head_dim(self) -> int:
