@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["tokenize", "encode", "model", "train", "mlm", "decode", "checkpoint", "quickstart"]
+ORDER = ["tokenize", "encode", "model", "train", "quality", "mlm", "decode", "checkpoint", "quickstart"]
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ step (torch profiler), and a second thread does not help them. Here one 64-bit d
 default generator, so seeds, checkpoints and `--resume` cover it) gives four 16-bit lanes, and a
 lane keeps its element when it lies below a threshold: p is rounded to a multiple of 1/65536 and
 the kept values are scaled by the exact inverse keep rate, so the expectation is unchanged.
-About 5x cheaper than `F.dropout` on CPU. Other devices, and compiled models (inductor generates
+On a (16, 128, 256) tensor, 2 threads: 4x faster than `nn.Dropout` forward, 2.3x forward and
+backward. Other devices, and compiled models (inductor generates
 its own dropout RNG), use `F.dropout`.
 """
 
