@@ -44,17 +44,20 @@ def train(
       tfcli train my.yaml --resume                  # continue an interrupted run
       torchrun --nproc_per_node 4 -m tfcli train my.yaml    # 4 GPUs (DDP)
     """
-    if resume and recipe is None:
-        saved = Path(run_dir or load_recipe(None, overrides).run_dir) / "recipe.yaml"
-        recipe = str(saved) if saved.is_file() else None  # the run's own resolved recipe
-    flags = {
-        "train.device": device,
-        "train.max_steps": max_steps,
-        "train.max_minutes": max_minutes,
-        "train.compile": True if compile_ else None,
-    }
-    r = load_recipe(recipe, overrides, run_dir, **flags)
-    again = _resume_command(recipe, overrides, run_dir, flags)
+    from tfcli.training import session
+
+    if resume:
+        recipe = session.resume_recipe(recipe, overrides, run_dir)  # the run's resolved recipe
+    r = load_recipe(
+        recipe,
+        overrides,
+        run_dir,
+        **{"train.device": device, "train.max_steps": max_steps, "train.max_minutes": max_minutes,
+           "train.compile": True if compile_ else None},
+    )  # fmt: skip
+    flags = {"--device": device, "--max-steps": max_steps, "--max-minutes": max_minutes,
+             "--compile": compile_}  # fmt: skip
+    again = session.resume_command("train", recipe, overrides, run_dir, flags)
 
     if r.train.max_steps <= 0 and r.train.max_epochs <= 0 and r.train.max_minutes <= 0:
         raise TfcliError(
@@ -114,31 +117,6 @@ def _run(r: Any, *, resume: bool, force: bool) -> dict:
                 f"validation by {objective.primary_metric}, run dir {r.run_dir}"
             )
         return train_loop(r, model, objective, meta, resume=resume)
-
-
-def _resume_command(
-    recipe: str | None, overrides: tuple[str, ...], run_dir: str | None, flags: dict
-) -> str:
-    """The exact command line that continues this run (printed when it is interrupted)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = os.environ.get("LOCAL_WORLD_SIZE", str(world))
-    words = ["torchrun", "--nproc_per_node", local, "-m", "tfcli"] if world > 1 else ["tfcli"]
-    words.append("train")
-    if recipe:
-        words.append(recipe)
-    for o in overrides:
-        words += ["--set", o]
-    if run_dir:
-        words += ["--run-dir", run_dir]
-    names = {"train.device": "--device", "train.max_steps": "--max-steps",
-             "train.max_minutes": "--max-minutes"}  # fmt: skip
-    for key, flag in names.items():
-        if flags[key] is not None:
-            words += [flag, str(flags[key])]
-    if flags["train.compile"]:
-        words.append("--compile")
-    words.append("--resume")
-    return shlex.join(words)
 
 
 def _report(r: Any, s: dict, again: str) -> None:
