@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from tfcli.decoding import beam_search
+from tfcli.decoding.beam import beam_search
 from tfcli.decoding.translate import pad_batch, token_batches
-from tfcli.tokenizer import BOS, EOS, MASK, PAD
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
 
 SIZES = {  # d_model, heads, d_ff, layers per side
     "tiny": (128, 4, 512, 2),
@@ -52,7 +52,8 @@ def random_model(size: str, vocab: int, eos_bias: float):
     last decoder LayerNorm's bias raises the </s> logit by `eos_bias` (a real weight change, so
     the Marian copy inherits it exactly).
     """
-    from tfcli.model import ModelSpec, build_model
+    from tfcli.model.build import build_model
+    from tfcli.model.config import ModelSpec
 
     d, h, ff, n = SIZES[size]
     torch.manual_seed(0)
@@ -156,8 +157,8 @@ def random_sources(n: int, vocab: int, seed: int) -> list[list[int]]:
 
 
 def checkpoint_sources(args):
-    from tfcli import checkpoint as ckpt
-    from tfcli.run_checkpoints import resolve_checkpoint
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints.steps import resolve_checkpoint
     from tfcli.textio import iter_lines
 
     path = resolve_checkpoint(Path(args.checkpoint))
@@ -224,7 +225,7 @@ def cpu_name() -> str:
 
 def agreement(a: list[list[int]], b: list[list[int]]) -> tuple[float, float]:
     """(share of identical outputs, BLEU of a against b as id strings)."""
-    from tfcli.metrics import bleu_chrf
+    from tfcli.decoding.metrics import bleu_chrf
 
     same = sum(x == y for x, y in zip(a, b, strict=True)) / max(1, len(a))
     as_text = [" ".join(map(str, x)) for x in a], [" ".join(map(str, y)) for y in b]
@@ -321,7 +322,7 @@ def report(args, name, diff, sources, flat, times, outs, refs, tok) -> None:
         f"- identical best hypotheses: {same:.1%}; BLEU(tfcli output vs HF output) = {bleu_agree:.1f}",
     ]
     if refs is not None and tok is not None:
-        from tfcli.metrics import bleu_chrf
+        from tfcli.decoding.metrics import bleu_chrf
 
         ref_in_order = [refs[i] for i in flat]
         for who in ("tfcli", "hf"):

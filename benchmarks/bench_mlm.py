@@ -47,9 +47,9 @@ SHAPES = {  # d_model, heads, d_ff, layers
 
 def prepare(work: Path, mb: float, vocab: int) -> tuple[Path, Path]:
     """Corpus -> tfcli WordPiece tokenizer -> encoded text split. Returns (tokenizer, split)."""
-    from tfcli.encoding import encode_text
-    from tfcli.recipe import TokenizerConfig, TokenizerType
-    from tfcli.tokenizer_training import save_tokenizer, train_tokenizer
+    from tfcli.data.encoding import encode_text
+    from tfcli.recipe.schema import TokenizerConfig, TokenizerType
+    from tfcli.tokenizer.training import save_tokenizer, train_tokenizer
 
     text = write_corpus(work / "corpus.txt", mb)
     cfg = TokenizerConfig(type=TokenizerType.WORDPIECE, vocab_size=vocab)
@@ -60,7 +60,7 @@ def prepare(work: Path, mb: float, vocab: int) -> tuple[Path, Path]:
 
 
 def recipe_for(args: argparse.Namespace, run_dir: Path):
-    from tfcli.recipe import from_dict
+    from tfcli.recipe.loader import from_dict
 
     d, h, ff, n = SHAPES[args.shape]
     return from_dict({
@@ -80,8 +80,9 @@ def recipe_for(args: argparse.Namespace, run_dir: Path):
 def tfcli_step(args: argparse.Namespace, split: Path, vocab: int, work: Path):
     """The shared loop's own update (Trainer.update: collate + masking + forward/backward +
     normalise/clip + fused AdamW) on MaskedLM; returns step(i) running batch i."""
-    from tfcli.dataset import open_split
-    from tfcli.model import build_model, spec_from_recipe
+    from tfcli.data.split import open_split
+    from tfcli.model.build import build_model
+    from tfcli.model.config import spec_from_recipe
     from tfcli.training.loop import Trainer
     from tfcli.training.mlm import MLMBatch, MLMObjective
 
@@ -100,8 +101,8 @@ def tfcli_step(args: argparse.Namespace, split: Path, vocab: int, work: Path):
 def hf_setup(args: argparse.Namespace, tok_path: Path, split: Path, vocab: int):
     from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
-    from tfcli.dataset import open_split
-    from tfcli.recipe import MLMConfig
+    from tfcli.data.split import open_split
+    from tfcli.recipe.schema import MLMConfig
     from tfcli.training.mlm import Examples
 
     hf_tok = PreTrainedTokenizerFast(
@@ -210,7 +211,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tok_path, split = prepare(work, args.mb, args.vocab)
-        from tfcli.tokenizer import load_tokenizer
+        from tfcli.tokenizer.vocab import load_tokenizer
 
         vocab = load_tokenizer(tok_path).get_vocab_size()
         collator, examples = hf_setup(args, tok_path, split, vocab)

@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import cpu_name  # noqa: E402
 from gettext_corpus import build_corpus  # noqa: E402
 
-from tfcli.dataset import TokenBudgetSampler, collate_parallel, open_split, parallel_costs  # noqa: E402
-from tfcli.tokenizer import BOS, EOS, MASK, PAD  # noqa: E402
+from tfcli.data.split import TokenBudgetSampler, collate_parallel, open_split, parallel_costs  # noqa: E402
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD  # noqa: E402
 
 TFCLI = [sys.executable, "-m", "tfcli"]
 MAX_POSITIONS = 512
@@ -280,8 +280,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def tfcli_result(run_dir: Path) -> dict:
     """Steps, epochs, training seconds, last train-window loss, validation loss of the run."""
-    from tfcli import checkpoint as ckpt
-    from tfcli.run_checkpoints import list_checkpoints
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints.steps import list_checkpoints
 
     last = list_checkpoints(run_dir)[-1]
     meta = ckpt.read_meta(last)
@@ -327,7 +327,7 @@ def train_both(args, work: Path, recipe: Path, vocab: int) -> tuple[dict, dict, 
 
 def decode_both(args, work: Path, corpus: Path, ours: dict, model, tok) -> dict:
     """Greedy test translations of both (at the same time), scored; plus copying the source."""
-    from tfcli.metrics import bleu_chrf
+    from tfcli.decoding.metrics import bleu_chrf
     from tfcli.textio import iter_lines
 
     src = corpus / "test.en"
@@ -419,7 +419,7 @@ def report(args, manifest: dict, prep: dict, ours: dict, peer: dict, scores: dic
 
 def prepare(args, work: Path) -> tuple[dict, Path, dict]:
     """Corpus, recipe, tokenizer and encoded splits (tfcli CLI); (manifest, recipe, prep facts)."""
-    from tfcli.dataset import read_meta
+    from tfcli.data.split import read_meta
 
     print(f"corpus and tokenizer in {work} ...", file=sys.stderr, flush=True)
     manifest = build_corpus(work / "corpus", args.lang, max_train=args.max_train)
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     try:
         manifest, recipe, prep = prepare(args, work)
-        from tfcli.tokenizer import load_tokenizer
+        from tfcli.tokenizer.vocab import load_tokenizer
 
         tok = load_tokenizer(work / "run" / "tokenizer.json")
         prep["vocab"] = tok.get_vocab_size()

@@ -64,9 +64,9 @@ tok.save(out)
 VARIANT = """
 import sys
 from pathlib import Path
-import tfcli.tokenizer_training as tk
-from tfcli.tokenizer import save_tokenizer
-from tfcli.recipe import TokenizerConfig
+import tfcli.tokenizer.training as tk
+from tfcli.tokenizer.vocab import save_tokenizer
+from tfcli.recipe.schema import TokenizerConfig
 corpus, vocab, out, variant = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 if variant == "joined":  # each block of lines as one space-joined sequence (exact for metaspace)
     wrap = tk._Progress.wrap

@@ -53,7 +53,7 @@ def synthetic_pairs(n: int, vocab: int, seed: int) -> tuple[list[np.ndarray], li
 
 def make_batches(args, vocab: int, max_tokens: int) -> list[dict]:
     """Padded CPU batches as tfcli's collate builds them: src `ids </s>`, tgt `<s> ids </s>`."""
-    from tfcli.dataset import TokenBudgetSampler
+    from tfcli.data.split import TokenBudgetSampler
 
     src, tgt = synthetic_pairs(args.pairs, vocab, args.seed)
     costs = np.maximum([len(s) + 1 for s in src], [len(t) + 2 for t in tgt])
@@ -77,7 +77,7 @@ def tfcli_side(args, batches: list[dict], run_dir: Path):
     """A Trainer on an in-memory objective that reuses Seq2SeqObjective.loss; returns step(i)."""
     from tfcli.model.build import build_model
     from tfcli.model.config import spec_from_recipe
-    from tfcli.recipe import from_dict
+    from tfcli.recipe.loader import from_dict
     from tfcli.training.loop import Trainer
     from tfcli.training.seq2seq import Seq2SeqObjective, with_targets
 

@@ -1,4 +1,4 @@
-"""Checkpoint I/O: tfcli.checkpoint vs safetensors' own helpers vs torch.save (fairseq/OpenNMT).
+"""Checkpoint I/O: tfcli.checkpoints.files vs safetensors' own helpers vs torch.save (fairseq/OpenNMT).
 
 Side by side in one process, alternating round after round so load on a shared machine hits all
 contenders alike; medians are reported. The model is a Transformer-base (6+6 layers, d=512,
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from tfcli import checkpoint as ckpt
-from tfcli.averaging import average_checkpoints
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints.averaging import average_checkpoints
 from tfcli.model.build import build_model
 from tfcli.model.config import ModelSpec
 

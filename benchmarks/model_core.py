@@ -22,8 +22,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tfcli.model import ModelSpec, build_model
+from tfcli.model.build import build_model
 from tfcli.model.cache import LayerKV
+from tfcli.model.config import ModelSpec
 
 SIZES = {  # d_model, heads, d_ff, layers (each side)
     "small": (256, 4, 1024, 3),

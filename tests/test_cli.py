@@ -87,7 +87,7 @@ def test_validate_prints_resolved_recipe():
 
 
 def test_recipes_list_show_copy(tmp_path):
-    from tfcli import recipe
+    from tfcli.recipe import loader as recipe
 
     names = recipe.bundled_names()
     if not names:

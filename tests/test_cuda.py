@@ -14,7 +14,7 @@ from model.helpers import random_batch, tiny_spec
 
 from tfcli.cli import cli
 from tfcli.demo import write_demo
-from tfcli.model import build_model
+from tfcli.model.build import build_model
 from tfcli.model.dropout import Dropout
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

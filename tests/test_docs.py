@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfcli import docgen
+from tfcli.recipe import docgen
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_recipe_reference_is_current():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert docgen.render_block() in text, (
-        "README.md's recipe reference is stale: run `python -m tfcli.docgen README.md`"
+        "README.md's recipe reference is stale: run `python -m tfcli.recipe.docgen README.md`"
     )
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tfcli import pipeline
-from tfcli import recipe as recipe_mod
-from tfcli.dataset import ParallelData, TextData, open_split
+from tfcli.data.split import ParallelData, TextData, open_split
 from tfcli.errors import DataError, RecipeError
-from tfcli.tokenizer import file_sha256
+from tfcli.recipe import loader as recipe_mod
+from tfcli.recipe import schema
+from tfcli.tokenizer.vocab import file_sha256
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -33,7 +34,7 @@ def files(tmp_path) -> dict[str, Path]:
     return out
 
 
-def _recipe(files: dict[str, Path], tmp_path: Path, **extra: object) -> recipe_mod.Recipe:
+def _recipe(files: dict[str, Path], tmp_path: Path, **extra: object) -> schema.Recipe:
     raw = {
         "run_dir": str(tmp_path / "run"),
         "data": {

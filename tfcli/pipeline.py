@@ -26,7 +26,8 @@ from typing import Literal
 
 from tfcli import console
 from tfcli.errors import DataError, RecipeError
-from tfcli.recipe import Recipe
+from tfcli.recipe.schema import Recipe
+from tfcli.run_dir import RunDir, side_paths
 
 Kind = Literal["parallel", "text"]
 
@@ -52,7 +53,6 @@ def tokenizer_files(recipe: Recipe, kind: Kind) -> dict[str, Path]:
     tokenizer.path when set (for a separate vocabulary, PATH.src.json and PATH.tgt.json), else
     RUN_DIR/tokenizer.json (or tokenizer.src.json / tokenizer.tgt.json).
     """
-    from tfcli.tokenizer import side_paths, tokenizer_paths
 
     _check_kind(kind)
     joint = recipe.tokenizer.joint
@@ -63,7 +63,7 @@ def tokenizer_files(recipe: Recipe, kind: Kind) -> dict[str, Path]:
     if recipe.tokenizer.path:
         paths = side_paths(Path(recipe.tokenizer.path), joint)
     else:
-        paths = tokenizer_paths(Path(recipe.run_dir), joint)
+        paths = RunDir(Path(recipe.run_dir)).tokenizers(joint)
     return {"text": paths["src"]} if kind == "text" else paths
 
 
@@ -72,8 +72,8 @@ def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
 
     With tokenizer.path set, that file is used as is (TokenizerError if missing or invalid).
     """
-    from tfcli import tokenizer as tk
-    from tfcli import tokenizer_training as tt
+    from tfcli.tokenizer import training as tt
+    from tfcli.tokenizer import vocab as tk
 
     paths = tokenizer_files(recipe, kind)
     if recipe.tokenizer.path:
@@ -81,7 +81,7 @@ def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
             tk.load_tokenizer(p)  # one clear error now rather than in the middle of encoding
         return paths
     cfg = recipe.tokenizer
-    sides = tk.tokenizer_paths(Path(recipe.run_dir), cfg.joint)
+    sides = RunDir(Path(recipe.run_dir)).tokenizers(cfg.joint)
     inputs = tt.training_inputs(recipe.data, cfg.joint)
     reason = tt.stale_reason(sides, inputs, cfg)
     if reason is None:
@@ -139,8 +139,8 @@ def stale_reason(
     out: Path, kind: Kind, files: dict[str, list[Path]], shas: dict[str, str], filters: dict
 ) -> str | None:
     """Why the split at `out` must be (re-)encoded; None when it is current."""
-    from tfcli.dataset import open_split
-    from tfcli.encoding import input_fingerprints
+    from tfcli.data.encoding import input_fingerprints
+    from tfcli.data.split import open_split
 
     if not out.exists():
         return "not encoded yet"
@@ -166,8 +166,8 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
     Returns split -> directory ("train" always; "valid", "test" when the recipe names them).
     The tokenizer must exist (call ensure_tokenizer first).
     """
-    from tfcli import encoding
-    from tfcli.tokenizer import file_sha256
+    from tfcli.data import encoding
+    from tfcli.tokenizer.vocab import file_sha256
 
     toks = tokenizer_files(recipe, kind)
     for p in dict.fromkeys(toks.values()):

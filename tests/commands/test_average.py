@@ -9,12 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tfcli import checkpoint as ckpt
-from tfcli import run_checkpoints
+from tfcli.checkpoints import files as ckpt
 from tfcli.cli import cli
 from tfcli.errors import CheckpointError
 from tfcli.model.build import build_model
 from tfcli.model.config import ModelSpec
+from tfcli.run_dir import RunDir
 
 
 def tiny_spec(**kw) -> ModelSpec:
@@ -32,7 +32,7 @@ def run(tmp_path) -> Path:
         model = build_model(tiny_spec())
         meta = {"kind": "seq2seq", "model": model.spec.to_dict(), "step": step, "epoch": i}
         meta.update(metrics={"bleu": float(i)}, tokenizer={"joint": True, "src": "{}"})
-        ckpt.save_checkpoint(run_checkpoints.step_path(run, step), model, meta)
+        ckpt.save_checkpoint(RunDir(run).step(step), model, meta)
     return run
 
 
@@ -48,7 +48,7 @@ def test_last_n_of_a_run_is_the_elementwise_mean(run, tmp_path):
     out = tmp_path / "avg.safetensors"
     result = invoke(str(run), "--last", "3", "-o", str(out))
     assert result.exit_code == 0, result.output
-    sources = [weights(run_checkpoints.step_path(run, s)) for s in (200, 300, 400)]
+    sources = [weights(RunDir(run).step(s)) for s in (200, 300, 400)]
     averaged = weights(out)
     for name, t in averaged.items():
         expected = (sources[0][name] + sources[1][name] + sources[2][name]) / 3
@@ -64,13 +64,13 @@ def test_last_n_of_a_run_is_the_elementwise_mean(run, tmp_path):
 
 def test_listed_files_are_sorted_by_step(run, tmp_path):
     out = tmp_path / "avg.safetensors"
-    files = [str(run_checkpoints.step_path(run, s)) for s in (400, 100)]
+    files = [str(RunDir(run).step(s)) for s in (400, 100)]
     result = invoke(*files, "-o", str(out))
     assert result.exit_code == 0, result.output
     assert ckpt.read_meta(out)["averaged"]["steps"] == [100, 400]
     w100, w400 = (
-        weights(run_checkpoints.step_path(run, 100)),
-        weights(run_checkpoints.step_path(run, 400)),
+        weights(RunDir(run).step(100)),
+        weights(RunDir(run).step(400)),
     )
     name = "decoder.layers.0.feed_forward.w_2.weight"
     assert torch.allclose(weights(out)[name], (w100[name] + w400[name]) / 2, rtol=0, atol=1e-6)
@@ -103,8 +103,6 @@ def test_refuses_existing_output_and_other_models(run, tmp_path):
     other = build_model(tiny_spec(d_ff=48))
     odd = tmp_path / "other.safetensors"
     ckpt.save_checkpoint(odd, other, {"model": other.spec.to_dict(), "step": 1, "tokenizer": {}})
-    result = invoke(
-        str(run_checkpoints.step_path(run, 100)), str(odd), "-o", str(tmp_path / "x.safetensors")
-    )
+    result = invoke(str(RunDir(run).step(100)), str(odd), "-o", str(tmp_path / "x.safetensors"))
     assert "different model (d_ff: 48 vs 32)" in str(result.exception)  # step 1 comes first
     assert not (tmp_path / "x.safetensors").exists()

@@ -13,14 +13,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tfcli import checkpoint as ckpt
-from tfcli import recipe as recipe_mod
+from tfcli.checkpoints import files as ckpt
 from tfcli.cli import cli
-from tfcli.decoding import beam_search, greedy
-from tfcli.model import ModelSpec, build_model
-from tfcli.recipe import TokenizerConfig
-from tfcli.tokenizer import EOS
-from tfcli.tokenizer_training import train_tokenizer
+from tfcli.decoding.beam import beam_search
+from tfcli.decoding.greedy import greedy
+from tfcli.model.build import build_model
+from tfcli.model.config import ModelSpec
+from tfcli.recipe import loader as recipe_mod
+from tfcli.recipe.schema import TokenizerConfig
+from tfcli.tokenizer.training import train_tokenizer
+from tfcli.tokenizer.vocab import EOS
 
 WORDS = "the a cat dog bird sat ran sang on in at mat park song moon tonight big small red".split()
 
@@ -161,7 +163,7 @@ def test_output_file_reference_scores_and_json(assets, tmp_path):
     hyps = out.read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 12
     scored = json.loads(invoke(*args, "--json").stdout)
-    from tfcli.metrics import bleu_chrf
+    from tfcli.decoding.metrics import bleu_chrf
 
     assert scored["bleu"] == pytest.approx(bleu_chrf(hyps, refs)["bleu"])
     assert scored["chrf"] == pytest.approx(bleu_chrf(hyps, refs)["chrf"])

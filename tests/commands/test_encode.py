@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tokenizers import Tokenizer
 
 from tfcli.cli import cli
-from tfcli.dataset import ParallelData, TextData, open_split
+from tfcli.data.split import ParallelData, TextData, open_split
 from tfcli.errors import DataError
 
 ASSETS = Path(__file__).parents[1] / "assets"

@@ -11,14 +11,16 @@ import torch
 from click.testing import CliRunner
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from tfcli import checkpoint as ckpt
-from tfcli import recipe as recipe_mod
-from tfcli import run_checkpoints
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.cli import cli
-from tfcli.dataset import open_split
-from tfcli.encoding import encode_parallel, encode_text
+from tfcli.data.encoding import encode_parallel, encode_text
+from tfcli.data.split import open_split
 from tfcli.model.build import build_model
 from tfcli.model.config import ModelSpec
+from tfcli.recipe import loader as recipe_mod
+from tfcli.recipe import schema
+from tfcli.run_dir import RunDir, state_path
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
 TEXT = ["the cat sat on the mat", "a dog ran in the park", "the bird sang a song"] * 20
@@ -71,7 +73,7 @@ def run(tmp_path_factory) -> Path:
             meta = {
                 "kind": "seq2seq",
                 "model": spec.to_dict(),
-                "recipe": recipe_mod.to_dict(recipe_mod.Recipe()),
+                "recipe": recipe_mod.to_dict(schema.Recipe()),
                 "tokenizer": {"joint": True, "src": tok.to_str(), "tgt": tok.to_str()},
                 "step": step,
                 "epoch": step / 10,
@@ -85,8 +87,8 @@ def run(tmp_path_factory) -> Path:
                 "hardware": {"device": "cpu", "processes": 1, "precision": "fp32", "name": ""},
                 "train_seconds": 3725.0 * step / 30,
             }
-            path = run_checkpoints.step_path(run, step)
-            ckpt.save_state(run_checkpoints.state_path(path), {"step": step})
+            path = RunDir(run).step(step)
+            ckpt.save_state(state_path(path), {"step": step})
             ckpt.save_checkpoint(path, model, meta)
             if step == 20:
                 run_checkpoints.link_best(path)
@@ -113,7 +115,7 @@ def test_run_dir_text_shows_best_checkpoint(run):
 
 
 def test_checkpoint_json_counts_parameters_from_header(run):
-    path = run_checkpoints.step_path(run, 30)
+    path = RunDir(run).step(30)
     result = invoke(str(path), "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)

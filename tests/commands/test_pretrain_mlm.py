@@ -10,10 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tfcli import checkpoint as ckpt
-from tfcli import run_checkpoints
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.cli import cli
 from tfcli.demo import write_demo
+from tfcli.run_dir import RunDir
 
 # A model small enough that a handful of steps take about a second on 2 CPU cores.
 TINY = [
@@ -57,10 +58,11 @@ def test_pretrains_from_raw_text_and_writes_the_run(demo: Path, tmp_path: Path) 
     assert "pretrain-mlm" in res.output and "init_encoder_from" in res.output
 
     # The run warm-starts a translation model of the same shape and vocabulary.
-    from tfcli.model import build_model, spec_from_recipe
-    from tfcli.recipe import load
-    from tfcli.tokenizer import load_tokenizer
-    from tfcli.warmstart import init_encoder_from
+    from tfcli.checkpoints.warmstart import init_encoder_from
+    from tfcli.model.build import build_model
+    from tfcli.model.config import spec_from_recipe
+    from tfcli.recipe.loader import load
+    from tfcli.tokenizer.vocab import load_tokenizer
 
     recipe = load(str(run_dir / "recipe.yaml"))
     tok = load_tokenizer(run_dir / "tokenizer.json")
@@ -88,8 +90,8 @@ def test_resume_reproduces_the_uninterrupted_run(demo: Path, tmp_path: Path) -> 
         "bert-mini-mlm", "--run-dir", str(pieces), "--max-steps", "8", "--resume", extra=extra
     )
     assert res.exit_code == 0, res.output
-    a, _ = ckpt.load_state_dict(run_checkpoints.step_path(straight, 8))
-    b, _ = ckpt.load_state_dict(run_checkpoints.step_path(pieces, 8))
+    a, _ = ckpt.load_state_dict(RunDir(straight).step(8))
+    b, _ = ckpt.load_state_dict(RunDir(pieces).step(8))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -127,9 +129,9 @@ def test_fill_mask_accuracy_is_far_above_the_frequency_baseline(tmp_path: Path) 
     mask. Counting runs and sentence templates make most masked tokens predictable. (Small
     batches of single sentences: many cheap updates learn fastest at this scale.)
     """
-    from tfcli.dataset import open_split
-    from tfcli.recipe import load
-    from tfcli.tokenizer import load_tokenizer
+    from tfcli.data.split import open_split
+    from tfcli.recipe.loader import load
+    from tfcli.tokenizer.vocab import load_tokenizer
     from tfcli.training.mlm import MLMObjective
 
     write_demo(tmp_path / "demo", n_train=10, n_valid=5, n_test=5, n_mono=3000, n_mono_valid=300)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tfcli import recipe
 from tfcli.cli import cli
 from tfcli.commands import quickstart as qs
 from tfcli.demo import DEMO_FILES
+from tfcli.recipe import loader as recipe
 
 
 @pytest.mark.parametrize("name", ["demo-tiny", "demo-mlm"])
@@ -50,7 +50,7 @@ def test_bad_override_fails_before_any_work(tmp_path):
 
 
 def _bleu(hyp: Path, ref: Path) -> float:
-    from tfcli.metrics import bleu_chrf
+    from tfcli.decoding.metrics import bleu_chrf
 
     hyps = hyp.read_text(encoding="utf-8").splitlines()
     return bleu_chrf(hyps, ref.read_text(encoding="utf-8").splitlines())["bleu"]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from tfcli.cli import cli
 from tfcli.errors import DataError, TfcliError, TokenizerError
-from tfcli.tokenizer import SPECIALS, load_tokenizer
+from tfcli.tokenizer.vocab import SPECIALS, load_tokenizer
 
 CORPUS = Path(__file__).parents[1] / "assets" / "tok_corpus.txt"
 

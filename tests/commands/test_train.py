@@ -10,11 +10,12 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from tfcli import checkpoint as ckpt
-from tfcli import recipe as recipe_mod
-from tfcli import run_checkpoints
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.cli import cli
 from tfcli.demo import write_demo
+from tfcli.recipe import loader as recipe_mod
+from tfcli.run_dir import checkpoint_step
 
 TINY = """\
 run_dir: run
@@ -89,7 +90,7 @@ def test_resume_without_a_recipe_reads_the_runs_own(demo):
     res = invoke("--run-dir", "run", "--resume", "--max-steps", "9")
     assert res.exit_code == 0, res.output
     assert "resuming from run/checkpoints/step-00000006.safetensors" in res.output
-    assert run_checkpoints.checkpoint_step(run_checkpoints.list_checkpoints(demo / "run")[-1]) == 9
+    assert checkpoint_step(run_checkpoints.list_checkpoints(demo / "run")[-1]) == 9
 
 
 def test_flags_override_the_recipe(demo):

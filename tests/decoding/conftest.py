@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tfcli.model import ModelSpec, build_model
-from tfcli.tokenizer import EOS, PAD
+from tfcli.model.build import build_model
+from tfcli.model.config import ModelSpec
+from tfcli.tokenizer.vocab import EOS, PAD
 
 
 def tiny_model(

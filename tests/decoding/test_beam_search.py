@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import make_src, tiny_model
 
-from tfcli.decoding import beam_search, greedy
-from tfcli.tokenizer import BOS, EOS, MASK, PAD
+from tfcli.decoding.beam import beam_search
+from tfcli.decoding.greedy import greedy
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
 
 LENGTHS = [3, 7, 1, 9, 5, 4, 8, 2]
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from tfcli.decoding import fill_mask
-from tfcli.tokenizer import BOS, EOS, MASK, PAD
+from tfcli.decoding.fill_mask import fill_mask
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
 
 
 def test_candidates_per_mask_sum_to_at_most_one_and_top1_is_argmax():

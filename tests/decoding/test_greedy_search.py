@@ -6,9 +6,10 @@ import pytest
 import torch
 from conftest import make_src, tiny_model
 
-from tfcli.decoding import greedy, greedy_hypotheses, max_lengths
+from tfcli.decoding.greedy import greedy, greedy_hypotheses
+from tfcli.decoding.search import max_lengths
 from tfcli.errors import TfcliError
-from tfcli.tokenizer import BOS, EOS, MASK, PAD
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
 
 LENGTHS = [3, 7, 1, 9, 5, 4, 8, 2]
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import make_src, tiny_model
 
-from tfcli.decoding import filter_logits, greedy, sample, sample_hypotheses
+from tfcli.decoding.greedy import greedy
+from tfcli.decoding.sampling import filter_logits, sample, sample_hypotheses
 
 LENGTHS = [3, 7, 1, 9, 5, 4, 8, 2]
 KW = dict(max_len_a=1.5, max_len_b=4)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from tfcli.decoding import greedy
+from tfcli.decoding.greedy import greedy
 from tfcli.decoding.translate import Translator, token_batches
-from tfcli.recipe import DecodeConfig, SearchMode, TokenizerConfig
-from tfcli.tokenizer import EOS
-from tfcli.tokenizer_training import train_tokenizer
+from tfcli.recipe.schema import DecodeConfig, SearchMode, TokenizerConfig
+from tfcli.tokenizer.training import train_tokenizer
+from tfcli.tokenizer.vocab import EOS
 
 WORDS = "the a cat dog bird sat ran on in at mat park".split()
 

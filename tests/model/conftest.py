@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from tfcli.model import build_model
+from tfcli.model.build import build_model
 
 from .helpers import tiny_spec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tfcli.model import ModelSpec
+from tfcli.model.config import ModelSpec
 
 
 def tiny_spec(kind: str = "seq2seq", **overrides) -> ModelSpec:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tfcli.errors import RecipeError
-from tfcli.model import build_model, count_parameters
+from tfcli.model.build import build_model, count_parameters
 
 from .helpers import tiny_spec
 

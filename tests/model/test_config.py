@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from tfcli import recipe
 from tfcli.errors import CheckpointError, RecipeError
-from tfcli.model import ModelSpec, spec_from_recipe
+from tfcli.model.config import ModelSpec, spec_from_recipe
+from tfcli.recipe import loader as recipe
+from tfcli.recipe.schema import ModelConfig
 
 
 def test_round_trip_through_json() -> None:
@@ -60,8 +61,8 @@ def test_every_model_knob_of_the_recipe_reaches_the_spec() -> None:
     import dataclasses
 
     not_architecture = {"init_encoder_from"}  # a training-time action, not part of the model
-    recipe_fields = {f.name for f in dataclasses.fields(recipe.ModelConfig)} - not_architecture
+    recipe_fields = {f.name for f in dataclasses.fields(ModelConfig)} - not_architecture
     spec_fields = {f.name for f in dataclasses.fields(ModelSpec)}
     assert recipe_fields <= spec_fields
-    defaults = spec_from_recipe(recipe.ModelConfig(), "seq2seq", 100, 100)
+    defaults = spec_from_recipe(ModelConfig(), "seq2seq", 100, 100)
     assert defaults == ModelSpec("seq2seq", 100, 100)  # same defaults in both places

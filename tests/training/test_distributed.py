@@ -13,11 +13,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tfcli import checkpoint as ckpt
+from tfcli.checkpoints import files as ckpt
 from tfcli.cli import cli
 from tfcli.demo import write_demo
 from tfcli.errors import TrainingError
-from tfcli.recipe import Device
+from tfcli.recipe.schema import Device
 from tfcli.training import distributed
 
 # Dropout off: each rank has its own dropout stream, so only a deterministic model can match.

@@ -13,9 +13,9 @@ import pytest
 import torch
 from test_loop import ToyObjective, read_metrics, run_toy
 
-from tfcli import run_checkpoints
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import TrainingError
-from tfcli.recipe import from_dict
+from tfcli.recipe.loader import from_dict
 from tfcli.training.faults import NonFiniteUpdates, StopSignals, oom_message
 
 # --- non-finite updates ----------------------------------------------------------------------

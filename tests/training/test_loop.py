@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tfcli import checkpoint as ckpt
-from tfcli import run_checkpoints
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import CheckpointError, TrainingError
-from tfcli.recipe import from_dict
+from tfcli.recipe.loader import from_dict
 from tfcli.training.loop import train
 
 

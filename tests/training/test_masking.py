@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from tfcli.errors import TokenizerError
-from tfcli.recipe import MLMConfig
+from tfcli.recipe.schema import MLMConfig
 from tfcli.training.masking import (
     IGNORE_INDEX,
     MASK_ID,
@@ -230,8 +230,8 @@ def test_word_start_table_of_tfcli_tokenizers(tmp_path, kind: str, pre: str) -> 
     A line's first piece carries no 'Ġ' in byte-level vocabularies; it starts a word by
     position instead (after <s>, or at a row's start: see _word_ids), so it is not compared.
     """
-    from tfcli.recipe import PreTokenizer, TokenizerConfig, TokenizerType
-    from tfcli.tokenizer_training import train_tokenizer
+    from tfcli.recipe.schema import PreTokenizer, TokenizerConfig, TokenizerType
+    from tfcli.tokenizer.training import train_tokenizer
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TEXT) + "\n", encoding="utf-8")

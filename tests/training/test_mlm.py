@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tfcli.dataset import TextData, open_split
+from tfcli.data.split import TextData, open_split
 from tfcli.errors import DataError
-from tfcli.model import ModelSpec, build_model
-from tfcli.recipe import MLMConfig, Packing
-from tfcli.tokenizer import BOS, EOS, PAD
+from tfcli.model.build import build_model
+from tfcli.model.config import ModelSpec
+from tfcli.recipe.schema import MLMConfig, Packing
+from tfcli.tokenizer.vocab import BOS, EOS, PAD
 from tfcli.training.masking import IGNORE_INDEX
 from tfcli.training.mlm import MLMObjective
 

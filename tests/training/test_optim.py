@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tfcli.errors import RecipeError
-from tfcli.recipe import OptimConfig, OptimizerName, Schedule
+from tfcli.recipe.schema import OptimConfig, OptimizerName, Schedule
 from tfcli.training.optim import build_optimizer, build_scheduler, lr_lambda
 
 

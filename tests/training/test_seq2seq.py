@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tfcli.dataset import open_split
+from tfcli.data.split import open_split
 from tfcli.demo import write_demo
 from tfcli.model.build import build_model
 from tfcli.model.config import spec_from_recipe
 from tfcli.pipeline import ensure_encoded, ensure_tokenizer
-from tfcli.recipe import from_dict
-from tfcli.tokenizer import BOS, EOS, PAD, load_tokenizer
+from tfcli.recipe.loader import from_dict
+from tfcli.tokenizer.vocab import BOS, EOS, PAD, load_tokenizer
 from tfcli.training.seq2seq import Seq2SeqObjective, label_smoothed_nll
 
 
@@ -151,6 +151,6 @@ def test_without_bleu_or_validation_the_primary_metric_is_loss(corpus):
 
 
 def _raw(recipe) -> dict:
-    from tfcli.recipe import to_dict
+    from tfcli.recipe.loader import to_dict
 
     return to_dict(recipe)

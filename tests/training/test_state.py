@@ -21,10 +21,11 @@ import torch
 from click.testing import CliRunner
 from test_loop import ToyObjective, read_metrics, run_toy
 
-from tfcli import checkpoint as ckpt
-from tfcli import run_checkpoints
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.cli import cli
 from tfcli.demo import write_demo
+from tfcli.run_dir import RunDir, checkpoint_step, state_path
 from tfcli.training.state import BatchStream, Progress
 
 TINY = """\
@@ -96,9 +97,7 @@ def test_toy_resume_equals_straight_run(tmp_path):
 
 def test_resume_skips_a_corrupt_latest_state(tmp_path, capsys):
     run_toy(tmp_path, max_steps=8, eval_every=4)
-    run_checkpoints.state_path(run_checkpoints.step_path(tmp_path, 8)).write_bytes(
-        b"not a torch file"
-    )
+    state_path(RunDir(tmp_path).step(8)).write_bytes(b"not a torch file")
     summary, _ = run_toy(tmp_path, max_steps=10, eval_every=4, resume=True)
     assert summary["steps"] == 10
     assert "skipping step-00000008.safetensors" in capsys.readouterr().err
@@ -134,7 +133,7 @@ def test_kill_9_loses_only_the_work_since_the_last_checkpoint(demo):
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             done = run_checkpoints.list_checkpoints(demo / "killed")
-            if done and run_checkpoints.checkpoint_step(done[-1]) >= 12:
+            if done and checkpoint_step(done[-1]) >= 12:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -142,7 +141,7 @@ def test_kill_9_loses_only_the_work_since_the_last_checkpoint(demo):
     finally:
         proc.kill()
         proc.wait()
-    last = run_checkpoints.checkpoint_step(run_checkpoints.list_checkpoints(demo / "killed")[-1])
+    last = checkpoint_step(run_checkpoints.list_checkpoints(demo / "killed")[-1])
     end = str(last + 6)
     res = subprocess.run([*cmd, "--max-steps", end, "--resume"], env=env, capture_output=True)
     assert res.returncode == 0, res.stderr.decode()
@@ -176,7 +175,7 @@ def test_sigterm_saves_and_prints_the_command_that_resumes(demo):
     assert "Error: interrupted at step" in err and "resume with:" in err
     resume = err.split("resume with:")[1].strip().splitlines()[0].split()
     assert resume[:2] == ["tfcli", "train"] and resume[-1] == "--resume"
-    step = run_checkpoints.checkpoint_step(run_checkpoints.list_checkpoints(demo / "term")[-1])
+    step = checkpoint_step(run_checkpoints.list_checkpoints(demo / "term")[-1])
     assert step >= 3
     res = subprocess.run([*_tfcli(), *resume[1:], "--max-steps", str(step + 2)], env=env,
                          capture_output=True, text=True)  # fmt: skip

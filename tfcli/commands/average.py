@@ -8,12 +8,13 @@ import click
 
 from tfcli import console
 from tfcli.errors import CheckpointError
+from tfcli.run_dir import checkpoint_step
 
 
 def _select(inputs: tuple[Path, ...], last: int | None) -> list[Path]:
     """The checkpoints to average, oldest first: a run's last N steps, or the files given."""
-    from tfcli import checkpoint as ckpt
-    from tfcli import run_checkpoints
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints import steps as run_checkpoints
 
     dirs = [p for p in inputs if p.is_dir()]
     if dirs and len(inputs) > 1:
@@ -76,16 +77,15 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
                     runs/x/checkpoints/step-00010000.safetensors -o avg.safetensors
       tfcli decode runs/demo-tiny/averaged.safetensors --input demo/test.src
     """
-    from tfcli import checkpoint as ckpt
-    from tfcli import run_checkpoints
-    from tfcli.averaging import average_checkpoints
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints.averaging import average_checkpoints
 
     paths = _select(inputs, last)
     if len(paths) < 2:
         raise CheckpointError(
             f"averaging needs at least 2 checkpoints, found {len(paths)} ({paths[0]})"
         )
-    if run_checkpoints.checkpoint_step(output) is not None:
+    if checkpoint_step(output) is not None:
         raise CheckpointError(
             f"{output.name}: step-* names are reserved for training checkpoints (pruning would "
             "delete it); choose another name, e.g. averaged.safetensors"

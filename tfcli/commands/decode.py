@@ -86,8 +86,8 @@ def decode(checkpoint: Path, **opts: Any) -> None:
       echo "the cat <mask> on the mat" | tfcli decode runs/bert-mini
       tfcli decode runs/demo-tiny                  # on a terminal: type a sentence, Ctrl-D ends
     """
-    from tfcli import checkpoint as ckpt
-    from tfcli import run_checkpoints
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints import steps as run_checkpoints
 
     path = run_checkpoints.resolve_checkpoint(checkpoint)
     meta = ckpt.read_meta(path)
@@ -111,9 +111,10 @@ def _decode_config(meta: dict, opts: dict) -> Any:
     """The checkpoint recipe's decode section < --recipe's < --set < flags."""
     import dataclasses
 
-    from tfcli import recipe as recipe_mod
+    from tfcli.recipe import loader as recipe_mod
+    from tfcli.recipe import schema
 
-    known = {f.name for f in dataclasses.fields(recipe_mod.DecodeConfig)}
+    known = {f.name for f in dataclasses.fields(schema.DecodeConfig)}
     embedded = (meta.get("recipe") or {}).get("decode") or {}
     decode_raw = {k: v for k, v in embedded.items() if k in known}  # tolerate older recipes
     if opts["recipe"]:
@@ -316,7 +317,7 @@ def _check_layer_head(model: Any, opts: dict) -> None:
 def _draw_attention(model: Any, toks: dict, picked: Any, n_lines: int, opts: dict) -> None:
     import torch
 
-    from tfcli.attention_plot import cross_attention, plot_attention, select
+    from tfcli.decoding.attention_plot import cross_attention, plot_attention, select
 
     line = opts["attention_line"]
     if picked is None:
@@ -336,7 +337,7 @@ def _draw_attention(model: Any, toks: dict, picked: Any, n_lines: int, opts: dic
 
 
 def _score(best: list[str], reference: Path) -> dict:
-    from tfcli.metrics import bleu_chrf
+    from tfcli.decoding.metrics import bleu_chrf
     from tfcli.textio import iter_lines
 
     refs = list(iter_lines(reference))

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from tfcli import console
-from tfcli.commands._common import load_recipe, recipe_options
-from tfcli.recipe import Recipe
+from tfcli.commands.options import load_recipe, recipe_options
+from tfcli.recipe.schema import Recipe
 
 
 def _summary(metas: dict[str, dict]) -> None:
@@ -59,7 +59,8 @@ def _encode_files(
     force: bool,
     workers: int | None,
 ) -> dict:
-    from tfcli import encoding, pipeline
+    from tfcli import pipeline
+    from tfcli.data import encoding
     from tfcli.textio import expand_inputs
 
     d = r.data
@@ -94,7 +95,7 @@ def _encode_recipe(r: Recipe, kind: str | None, force: bool) -> dict[str, dict]:
     """Every split of one kind (a run directory holds one: data/train is either parallel or
     text), parallel when the recipe names data.src/data.tgt unless --kind text."""
     from tfcli import pipeline
-    from tfcli.dataset import read_meta
+    from tfcli.data.split import read_meta
     from tfcli.errors import DataError
 
     has_parallel, has_text = bool(r.data.src or r.data.tgt), bool(r.data.text)

@@ -2,7 +2,7 @@
 
 Everything is read from headers and small JSON files: a checkpoint's parameter table comes from
 the safetensors header shapes, so inspecting a multi-GB checkpoint builds no model and loads no
-weights. Each kind is first summarised as plain data by `tfcli.summary` (what `--json` prints),
+weights. Each kind is first summarised as plain data by `tfcli.report.summary` (what `--json` prints),
 then rendered here.
 """
 
@@ -16,7 +16,7 @@ import click
 
 from tfcli import console
 from tfcli.errors import TfcliError
-from tfcli.summary import summarize
+from tfcli.report.summary import summarize
 
 _SPEC_KEYS = ["d_model", "n_heads", "d_ff", "encoder_layers", "decoder_layers", "activation"]
 _SPEC_KEYS += ["norm", "positions", "max_positions", "share_embeddings", "window", "dropout"]
@@ -263,7 +263,7 @@ def inspect(path: Path, as_json: bool, plot: Path | None, latest: bool) -> None:
             raise TfcliError(
                 f"--plot: no metrics.jsonl found for {path}; pass a run directory or a checkpoint inside one"
             )
-        from tfcli.plotting import plot_training_curves, read_metrics
+        from tfcli.report.plotting import plot_training_curves, read_metrics
 
         plot_training_curves(read_metrics(Path(mf["path"])), plot, title=str(path))
         summary["plot"] = str(plot)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from tfcli import console
-from tfcli.commands._common import load_recipe, training_options
+from tfcli.commands.options import load_recipe, training_options
 from tfcli.errors import TfcliError
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from tfcli import console
-from tfcli.recipe import Device, Recipe
+from tfcli.recipe.schema import Device, Recipe
 
 # Source words that show a French rule the model had to learn (the first test line with each
 # is shown): 70-99 built on soixante / quatre-vingt, 'et un' and feminine 'une', le 1er.
@@ -141,7 +141,7 @@ def _ensure_demo(demo_dir: Path, size: str) -> str:
 
 def _recipe(name: str, overrides: tuple[str, ...], workdir: Path, flags: dict[str, Any]) -> Recipe:
     """The bundled recipe with `--set` overrides and flags; relative paths moved under workdir."""
-    from tfcli.commands._common import load_recipe
+    from tfcli.commands.options import load_recipe
 
     r = load_recipe(name, overrides, None, **flags)
     if workdir != Path("."):
@@ -172,7 +172,7 @@ def _train_translation(r: Recipe) -> str:
 
 
 def _announce_restart(r: Recipe) -> None:
-    from tfcli import run_checkpoints
+    from tfcli.checkpoints import steps as run_checkpoints
 
     if run_checkpoints.list_checkpoints(Path(r.run_dir)):
         console.warn(f"{r.run_dir} holds an earlier run; quickstart starts it over")
@@ -180,10 +180,10 @@ def _announce_restart(r: Recipe) -> None:
 
 def _score_test(r: Recipe) -> str:
     """Translate data.test_src with the best checkpoint, write RUN_DIR/test.hyp, score it."""
-    from tfcli import checkpoint as ckpt
-    from tfcli import run_checkpoints
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints import steps as run_checkpoints
+    from tfcli.decoding.metrics import bleu_chrf
     from tfcli.decoding.translate import Translator
-    from tfcli.metrics import bleu_chrf
     from tfcli.textio import atomic_write_text, expand_inputs, iter_files
 
     sources = list(iter_files(expand_inputs(r.data.test_src, "data.test_src")))
@@ -244,8 +244,8 @@ def _device(r: Recipe) -> Any:
 
 def _pretrain_and_fill(r: Recipe) -> str:
     """pretrain-mlm on the mono text, then fill FILL_EXAMPLES; returns the accuracy line."""
-    from tfcli import checkpoint as ckpt
-    from tfcli import run_checkpoints
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints import steps as run_checkpoints
     from tfcli.decoding.translate import MaskFiller
     from tfcli.training import session
     from tfcli.training.mlm import pretrain
@@ -278,7 +278,7 @@ def _majority_baseline(split_dir: Path) -> float:
     """Accuracy of always predicting the validation text's most frequent token."""
     import numpy as np
 
-    from tfcli.dataset import open_split
+    from tfcli.data.split import open_split
 
     if not split_dir.is_dir():
         return float("nan")

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from tfcli import console
-from tfcli import recipe as recipe_mod
-from tfcli.commands._common import load_recipe, recipe_options
+from tfcli.commands.options import load_recipe, recipe_options
 from tfcli.errors import TfcliError
+from tfcli.recipe import loader as recipe_mod
 
 
 def _first_comment(path: Path) -> str:

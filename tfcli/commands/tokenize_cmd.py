@@ -8,10 +8,12 @@ from typing import Any
 import click
 
 from tfcli import console
-from tfcli import recipe as recipe_mod
-from tfcli.commands._common import load_recipe, recipe_options
+from tfcli.commands.options import load_recipe, recipe_options
 from tfcli.errors import TfcliError
-from tfcli.recipe import PreTokenizer, TokenizerType
+from tfcli.recipe import loader as recipe_mod
+from tfcli.recipe import schema
+from tfcli.recipe.schema import PreTokenizer, TokenizerType
+from tfcli.run_dir import side_paths
 
 
 def _is_recipe(arg: str) -> bool:
@@ -34,7 +36,7 @@ def _output(output: Path | None, run_dir: str) -> Path:
 
 def _show(tok_path: Path, texts: tuple[str, ...]) -> None:
     """Print the pieces and ids of each text (stdout), then whether it round-trips (stderr)."""
-    from tfcli.tokenizer import UNK, load_tokenizer, readable_piece
+    from tfcli.tokenizer.vocab import UNK, load_tokenizer, readable_piece
 
     tok = load_tokenizer(tok_path)
     for text in texts:
@@ -53,10 +55,8 @@ def _show(tok_path: Path, texts: tuple[str, ...]) -> None:
         console.info(f"{len(enc.ids)} tokens; {note}")
 
 
-def _summary(
-    results: dict[str, Any], paths: dict[str, Path], cfg: recipe_mod.TokenizerConfig
-) -> None:
-    from tfcli.tokenizer_training import sample_stats
+def _summary(results: dict[str, Any], paths: dict[str, Path], cfg: schema.TokenizerConfig) -> None:
+    from tfcli.tokenizer.training import sample_stats
 
     sides = ["src"] if paths["src"] == paths["tgt"] else ["src", "tgt"]
     stats = {s: sample_stats(results[s].tokenizer, results[s].sample) for s in sides}
@@ -223,10 +223,9 @@ def tokenize(
     _train(r, files, output)
 
 
-def _train(r: recipe_mod.Recipe, files: tuple[str, ...], output: Path | None) -> None:
+def _train(r: schema.Recipe, files: tuple[str, ...], output: Path | None) -> None:
     from tfcli.textio import expand_inputs
-    from tfcli.tokenizer import side_paths
-    from tfcli.tokenizer_training import build_tokenizers, training_inputs
+    from tfcli.tokenizer.training import build_tokenizers, training_inputs
 
     cfg = r.tokenizer
     if files:

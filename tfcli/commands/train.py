@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from tfcli import console
-from tfcli.commands._common import load_recipe, training_options
+from tfcli.commands.options import load_recipe, training_options
 from tfcli.errors import TfcliError, TrainingError
 
 
@@ -79,11 +79,11 @@ def _run(r: Any, *, resume: bool, force: bool) -> dict:
     """Data, model, objective, then the loop. Heavy imports live here, not at module import."""
     import torch
 
-    from tfcli.dataset import open_split
+    from tfcli.data.split import open_split
     from tfcli.model.build import build_model
     from tfcli.model.config import spec_from_recipe
     from tfcli.pipeline import ensure_encoded, ensure_tokenizer
-    from tfcli.tokenizer import load_tokenizer
+    from tfcli.tokenizer.vocab import load_tokenizer
     from tfcli.training import session
     from tfcli.training.loop import train as train_loop
     from tfcli.training.seq2seq import Seq2SeqObjective
@@ -103,7 +103,7 @@ def _run(r: Any, *, resume: bool, force: bool) -> dict:
         torch.manual_seed(r.train.seed)  # the same initial weights for the same seed
         model = build_model(spec)
         if r.model.init_encoder_from and not resume:
-            from tfcli.warmstart import init_encoder_from
+            from tfcli.checkpoints.warmstart import init_encoder_from
 
             loaded = init_encoder_from(model, r.model.init_encoder_from, toks["src"])
             console.step(f"warm start: {len(loaded)} tensors from {r.model.init_encoder_from}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tfcli.decoding._common import (
+from tfcli.decoding.search import (
     NEG_INF,
     Hypothesis,
     autocast,
@@ -30,7 +30,7 @@ from tfcli.decoding._common import (
     force_eos,
     max_lengths,
 )
-from tfcli.tokenizer import BOS, EOS, PAD
+from tfcli.tokenizer.vocab import BOS, EOS, PAD
 
 
 def beam_search(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tfcli.decoding._common import autocast, eval_mode
-from tfcli.tokenizer import BOS, EOS, MASK, PAD, UNK
+from tfcli.decoding.search import autocast, eval_mode
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD, UNK
 
 NOT_A_FILLER = (PAD, UNK, BOS, EOS, MASK)
 """Special ids are never offered as a word in a sentence."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from tfcli.decoding._common import (
+from tfcli.decoding.search import (
     Hypothesis,
     autocast,
     ban_repeated_ngrams_,
@@ -21,7 +21,7 @@ from tfcli.decoding._common import (
     force_eos,
     max_lengths,
 )
-from tfcli.tokenizer import BOS, EOS, PAD
+from tfcli.tokenizer.vocab import BOS, EOS, PAD
 
 Chooser = Callable[[Tensor], tuple[Tensor, Tensor]]
 """Maps constrained log-probs (R, V) to (next ids (R,), their log-probs (R,))."""

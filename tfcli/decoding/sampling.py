@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tfcli.decoding._common import NEG_INF, Hypothesis
 from tfcli.decoding.greedy import single_path_search
+from tfcli.decoding.search import NEG_INF, Hypothesis
 
 
 def filter_logits(logp: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:

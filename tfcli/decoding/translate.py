@@ -17,13 +17,13 @@ from time import perf_counter
 import torch
 from torch import Tensor
 
-from tfcli.decoding._common import Hypothesis, model_device
 from tfcli.decoding.beam import beam_search
 from tfcli.decoding.fill_mask import fill_mask
 from tfcli.decoding.greedy import greedy_hypotheses
 from tfcli.decoding.sampling import sample_hypotheses
-from tfcli.recipe import DecodeConfig, SearchMode
-from tfcli.tokenizer import BOS, EOS, MASK, PAD
+from tfcli.decoding.search import Hypothesis, model_device
+from tfcli.recipe.schema import DecodeConfig, SearchMode
+from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
 
 
 @dataclass

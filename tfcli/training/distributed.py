@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from tfcli.errors import TrainingError
-from tfcli.recipe import Device
+from tfcli.recipe.schema import Device
 
 
 def pick_device(pref: Device, local_rank: int = 0) -> torch.device:

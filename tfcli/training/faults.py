@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from tfcli import console, run_checkpoints
+from tfcli import console
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import TrainingError
-from tfcli.recipe import Recipe
+from tfcli.recipe.schema import Recipe
 
 # --- non-finite updates ----------------------------------------------------------------------
 

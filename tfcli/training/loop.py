@@ -29,10 +29,12 @@ from typing import Any, Protocol
 
 import torch
 
-from tfcli import checkpoint as ckpt
-from tfcli import console, run_checkpoints
+from tfcli import console
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import TrainingError
-from tfcli.recipe import Precision, Recipe
+from tfcli.recipe.schema import Precision, Recipe
+from tfcli.run_dir import RunDir
 from tfcli.training import distributed
 from tfcli.training.allocator import keep_freed_memory
 from tfcli.training.display import Display, MetricsLog
@@ -386,7 +388,7 @@ class Trainer:
         p = self.p
         self.last_save = p.step
         if self.dist.main:
-            path = run_checkpoints.step_path(self.run_dir, p.step)
+            path = RunDir(self.run_dir).step(p.step)
             save_step(path, self.model, self._meta(), self.optimizer, self.scheduler, p, rngs)
             self.last_checkpoint = path
             if self.best_at_step == p.step:
@@ -397,7 +399,7 @@ class Trainer:
     def _save_best_only(self) -> None:
         """A new best at a step that is not a save step (train.save_every set)."""
         if self.dist.main:
-            best = self.run_dir / "checkpoints" / run_checkpoints.BEST_NAME
+            best = RunDir(self.run_dir).best
             ckpt.save_checkpoint(best, self.model, self._meta())
 
     def _oom_message(self, validation: bool = False) -> str:
@@ -406,7 +408,7 @@ class Trainer:
 
     def _summary(self) -> dict:
         p = self.p
-        best_path = self.run_dir / "checkpoints" / run_checkpoints.BEST_NAME
+        best_path = RunDir(self.run_dir).best
         steps = run_checkpoints.list_checkpoints(self.run_dir) if self.dist.main else []
         return {
             "steps": p.step,

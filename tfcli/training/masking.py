@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from tfcli.errors import TokenizerError
-from tfcli.tokenizer import MASK, SPECIALS
+from tfcli.tokenizer.vocab import MASK, SPECIALS
 
 if TYPE_CHECKING:
-    from tfcli.recipe import MLMConfig
+    from tfcli.recipe.schema import MLMConfig
 
 MASK_ID = MASK
 NUM_SPECIALS = len(

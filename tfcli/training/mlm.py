@@ -30,13 +30,13 @@ import torch.nn.functional as F
 
 from tfcli import console
 from tfcli.errors import DataError, RecipeError
-from tfcli.recipe import Packing
-from tfcli.tokenizer import BOS, EOS, PAD
+from tfcli.recipe.schema import Packing
+from tfcli.tokenizer.vocab import BOS, EOS, PAD
 from tfcli.training.masking import IGNORE_INDEX, batch_generator, mask_tokens, valid_generator
 
 if TYPE_CHECKING:
-    from tfcli.dataset import TextData
-    from tfcli.recipe import MLMConfig, Recipe
+    from tfcli.data.split import TextData
+    from tfcli.recipe.schema import MLMConfig, Recipe
 
 _SORT_WINDOW = 100  # sentences packing: sort by length within windows of this many batches
 
@@ -249,7 +249,7 @@ def _check_block_size(recipe: Recipe) -> None:
 
 
 def _open_text(path: Path, split: str) -> TextData:
-    from tfcli.dataset import TextData, open_split
+    from tfcli.data.split import TextData, open_split
 
     data = open_split(path)
     if not isinstance(data, TextData):
@@ -266,8 +266,9 @@ def pretrain(recipe: Recipe, *, resume: bool = False, force: bool = False) -> di
     Returns the loop's summary (see training.loop.train). Only rank 0 writes or prints.
     """
     from tfcli import pipeline
-    from tfcli.model import build_model, spec_from_recipe
-    from tfcli.tokenizer import load_tokenizer
+    from tfcli.model.build import build_model
+    from tfcli.model.config import spec_from_recipe
+    from tfcli.tokenizer.vocab import load_tokenizer
     from tfcli.training import distributed, session
     from tfcli.training.loop import train
     from tfcli.training.masking import word_start_table

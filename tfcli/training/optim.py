@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from tfcli.errors import RecipeError
-from tfcli.recipe import OptimConfig, OptimizerName, Schedule
+from tfcli.recipe.schema import OptimConfig, OptimizerName, Schedule
 
 
 def _inverse_sqrt(warmup: int) -> Callable[[int], float]:

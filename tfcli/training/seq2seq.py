@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tfcli.dataset import TokenBudgetSampler, collate_parallel, parallel_costs
+from tfcli.data.split import TokenBudgetSampler, collate_parallel, parallel_costs
 from tfcli.errors import DataError
-from tfcli.tokenizer import PAD
+from tfcli.tokenizer.vocab import PAD
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from tfcli.dataset import ParallelData
-    from tfcli.recipe import Recipe
+    from tfcli.data.split import ParallelData
+    from tfcli.recipe.schema import Recipe
 
 
 class _SmoothedNLL(torch.autograd.Function):
@@ -153,8 +153,8 @@ class Seq2SeqObjective:
         return out
 
     def _bleu(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from tfcli.decoding import greedy
-        from tfcli.metrics import bleu_chrf
+        from tfcli.decoding.greedy import greedy
+        from tfcli.decoding.metrics import bleu_chrf
 
         n = len(self.valid) if self.eval_max <= 0 else min(self.eval_max, len(self.valid))
         costs = parallel_costs(self.valid)[:n]

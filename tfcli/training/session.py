@@ -18,14 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tfcli import console, run_checkpoints
-from tfcli import recipe as recipe_mod
+from tfcli import console
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import TrainingError
+from tfcli.recipe import loader as recipe_mod
+from tfcli.run_dir import RunDir, checkpoint_step
 from tfcli.textio import atomic_write_text, ensure_dir
 
 if TYPE_CHECKING:
     from tfcli.model.config import ModelSpec
-    from tfcli.recipe import Recipe
+    from tfcli.recipe.schema import Recipe
     from tfcli.training.distributed import Dist
 
 T = TypeVar("T")
@@ -43,10 +45,10 @@ def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
                 f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume"
             )
         return
-    if not steps and not (run_dir / "checkpoints" / run_checkpoints.BEST_NAME).exists():
+    if not steps and not (RunDir(run_dir).best).exists():
         return
     if not force:
-        last = run_checkpoints.checkpoint_step(steps[-1]) if steps else None
+        last = checkpoint_step(steps[-1]) if steps else None
         at = f" (last at step {last})" if last is not None else ""
         raise TrainingError(
             f"{run_dir} already holds checkpoints from an earlier run{at}; continue it with "

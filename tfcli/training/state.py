@@ -1,7 +1,7 @@
 """Training state: what is saved beside each checkpoint and restored by `--resume`.
 
 The training state of step N (RUN_DIR/checkpoints/step-0000000N.state.pt, written by
-`tfcli.checkpoint.save_state`) holds the optimizer, the schedule, the `Progress` (step, position
+`tfcli.checkpoints.files.save_state`) holds the optimizer, the schedule, the `Progress` (step, position
 in the epoch's batch list, best, history) and every RNG state (torch, CUDA, numpy, python) per
 rank. `BatchStream` advances that position as the loop takes batches, and batch lists are a
 pure function of (seed, epoch), so a resumed run replays exactly the batches and dropout masks
@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tfcli import checkpoint as ckpt
-from tfcli import console, run_checkpoints
+from tfcli import console
+from tfcli.checkpoints import files as ckpt
+from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import CheckpointError, TrainingError
+from tfcli.run_dir import state_path
 from tfcli.training import distributed
 
 if TYPE_CHECKING:
@@ -109,11 +111,11 @@ def save_step(
         "progress": {k: getattr(progress, k) for k in Progress.__dataclass_fields__},
         "rng": rngs,
     }
-    ckpt.save_state(run_checkpoints.state_path(path), state)
+    ckpt.save_state(state_path(path), state)
     try:
         ckpt.save_checkpoint(path, model, meta)
     except BaseException:
-        run_checkpoints.state_path(path).unlink(missing_ok=True)
+        state_path(path).unlink(missing_ok=True)
         raise
 
 
@@ -124,7 +126,7 @@ def latest_resumable(run_dir: Path, *, warn: bool) -> tuple[Path, dict]:
     """
     for path in reversed(run_checkpoints.list_checkpoints(run_dir)):
         try:
-            return path, ckpt.load_state(run_checkpoints.state_path(path))
+            return path, ckpt.load_state(state_path(path))
         except CheckpointError as e:
             if warn:
                 console.warn(f"skipping {path.name} for --resume: {e}")

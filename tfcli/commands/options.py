@@ -1,0 +1,83 @@
+"""Options shared by every recipe-driven command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tfcli.recipe import loader as recipe_mod
+from tfcli.recipe.schema import Recipe
+
+
+def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds `[RECIPE]`, repeatable `--set section.key=value` and `--run-dir`."""
+    func = click.option(
+        "--run-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Where artefacts land (overrides the recipe's run_dir).",
+    )(func)
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="SECTION.KEY=VALUE",
+        help="Override one recipe value (repeatable), e.g. --set train.max_steps=200.",
+    )(func)
+    func = click.argument("recipe", required=False, metavar="[RECIPE]")(func)
+    return func
+
+
+def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`recipe_options` plus the run-control flags shared by `train` and `pretrain-mlm`."""
+    from tfcli.recipe.schema import Device
+
+    for option in reversed(
+        [
+            click.option(
+                "--resume", is_flag=True, help="Continue from the run dir's latest checkpoint."
+            ),
+            click.option(
+                "--force", is_flag=True, help="Start over: delete the run dir's checkpoints first."
+            ),
+            click.option(
+                "--device",
+                type=click.Choice([d.value for d in Device]),
+                default=None,
+                help="auto (cuda, then mps, then cpu) | cpu | cuda | mps (sets train.device).",
+            ),
+            click.option(
+                "--max-steps", type=int, default=None, help="Stop after this many updates."
+            ),
+            click.option(
+                "--max-minutes", type=float, default=None, help="Stop after this much wall time."
+            ),
+        ]
+    ):
+        func = option(func)
+    return recipe_options(func)
+
+
+def load_recipe(
+    recipe: str | None, overrides: tuple[str, ...], run_dir: str | None = None, **flags: Any
+) -> Recipe:
+    """Recipe file/name + `--set` overrides + plain flags (a flag given on the command line wins).
+
+    `flags` maps dotted recipe keys to flag values; None means 'not given'.
+    """
+    extra = [f"{k}={_yaml_value(v)}" for k, v in flags.items() if v is not None]
+    if run_dir is not None:
+        extra.append(f"run_dir={_yaml_value(run_dir)}")
+    return recipe_mod.load(recipe, list(overrides) + extra)
+
+
+def _yaml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, tuple):
+        v = list(v)
+    if hasattr(v, "value"):  # enums
+        v = v.value
+    return json.dumps(v)  # JSON is valid YAML and quotes strings safely

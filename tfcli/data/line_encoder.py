@@ -1,0 +1,334 @@
+"""Lines -> subword ids, id for id what the tokenizer gives, with a per-word cache.
+
+`LineEncoder` is the hot loop of `tfcli encode` (see `tfcli.data.encoding`): for Metaspace
+tokenizers it tokenizes each distinct word once and gathers cached ids with numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+_SPACE = "\u2581"  # the Metaspace replacement character
+_PER_CHAR = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase"}
+
+
+@dataclass(frozen=True)
+class _WordPlan:
+    """How a Metaspace tokenizer turns a line into words, for the word cache.
+
+    norm: the per-character normalizers, in order (they cannot merge text across a line break,
+    so a chunk joined with '\\n' is normalized in one call); prepend_all: a final Prepend('▁')
+    normalizer gives every non-empty row a leading word start (else Metaspace adds one unless
+    the row starts with '▁'); split_more: per-piece pre-tokenizers follow Metaspace (WordPiece
+    cuts long words into chunks), so unseen words go through the pre-tokenizer too.
+    """
+
+    norm: tuple[str, ...]
+    prepend_all: bool
+    split_more: bool
+
+
+def _word_plan(cfg: dict) -> _WordPlan | None:
+    """The plan when ids can be cached per word, else None (every line takes the full path).
+
+    Every model (BPE, WordPiece, Unigram) tokenizes each pre-token on its own, so after a
+    Metaspace split a line's ids are the concatenation of its words' ids; that needs no BPE
+    dropout (random merges) and normalizers that act per character, plus an optional final
+    Prepend('▁') (how tfcli's own tokenizers mark the first word).
+    """
+    norm_cfg = cfg.get("normalizer")
+    items = [] if norm_cfg is None else norm_cfg.get("normalizers", [norm_cfg])
+    if norm_cfg and norm_cfg.get("type") != "Sequence":
+        items = [norm_cfg]
+    kinds = [i.get("type") for i in items]
+    prepend_all = bool(kinds) and kinds[-1] == "Prepend" and items[-1].get("prepend") == _SPACE
+    if prepend_all:
+        kinds = kinds[:-1]
+    if not set(kinds) <= _PER_CHAR:
+        return None
+    pre = cfg.get("pre_tokenizer") or {}
+    stages = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    meta = stages[0] if stages else {}
+    if meta.get("type") != "Metaspace" or meta.get("replacement") != _SPACE:
+        return None
+    if not meta.get("split", True) or any(s.get("type") != "Split" for s in stages[1:]):
+        return None
+    if not prepend_all and meta.get("prepend_scheme", "always") not in ("always", "first"):
+        return None
+    if (cfg.get("model") or {}).get("dropout"):
+        return None
+    return _WordPlan(tuple(kinds), prepend_all, len(stages) > 1)
+
+
+class LineEncoder:
+    """Lines -> flat ids and lengths, equal id for id to `tok.encode_batch(lines)` without specials.
+
+    Call it on a list of n lines; it returns `(ids (sum(lengths),) uint32, lengths (n,) int64)`.
+
+    For Metaspace tokenizers (all of tfcli's) it keeps a cache word -> ids and tokenizes only
+    unseen words with the tokenizer's own model. A chunk is normalized in one call, its words
+    are found and hashed with numpy on the text's code points, looked up in a sorted key array
+    and their ids gathered, so no Python code runs per cached word. Words are keyed by two
+    independent 64-bit hashes and their length: mixing two words up would take a 128-bit
+    collision. Lines holding an added token's text (e.g. a literal `<s>`) go through the full
+    tokenizer, as does everything for other tokenizers (`encode_batch_fast`: no offsets). The
+    cache keeps its most used half whenever it passes `cache_words` words, so memory stays
+    bounded whatever the corpus size.
+    """
+
+    def __init__(self, tok_path: Path, cache_words: int = 200_000) -> None:
+        from tokenizers import normalizers
+
+        from tfcli.tokenizer.vocab import load_tokenizer
+
+        self.tok = load_tokenizer(Path(tok_path))
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        cfg = json.loads(self.tok.to_str())
+        self.plan = _word_plan(cfg)
+        self.added = [a["content"] for a in cfg.get("added_tokens", []) if a.get("content")]
+        self._added_firsts = sorted({a[0] for a in self.added})
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.cache_words = cache_words
+        self._model = self.tok.model
+        self._pre = self.tok.pre_tokenizer
+        if self.plan is not None and self.plan.norm:
+            self._normalizer = normalizers.Sequence(
+                [getattr(normalizers, n)() for n in self.plan.norm]
+            )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._n = 0  # cached words
+        # sorted 128-bit word keys (two 64-bit hashes) -> word index, for np.searchsorted
+        self._key1 = np.zeros(0, dtype=np.uint64)
+        self._key2 = np.zeros(0, dtype=np.uint64)
+        self._key_idx = np.zeros(0, dtype=np.int64)
+        self._table = np.zeros(1 << 16, dtype=np.uint32)  # ids of cached words, back to back
+        self._starts = np.zeros(1 << 12, dtype=np.int64)  # word index -> start in _table
+        self._ends = np.zeros(1 << 12, dtype=np.int64)
+        self._hits = np.zeros(1 << 12, dtype=np.int64)  # word index -> uses (decayed at eviction)
+        self._used = 0
+        self._powers: dict[str, np.ndarray] = {}
+
+    def _evict(self) -> None:
+        """Keep the most used half of the cache, so the frequent words of a corpus stay cached
+        while its long tail (numbers, names, rare forms) passes through."""
+        n, k = self._n, max(1, self.cache_words // 2)
+        keep = np.sort(np.argpartition(-self._hits[:n], k - 1)[:k])
+        lens = self._ends[keep] - self._starts[keep]
+        ends = np.cumsum(lens)
+        self._table = self._table[_ranges(self._starts[keep], lens)]
+        self._starts, self._ends = ends - lens, ends
+        self._hits = self._hits[keep] // 2  # older counts weigh less
+        remap = np.full(n, -1, dtype=np.int64)
+        remap[keep] = np.arange(k)
+        idx = remap[self._key_idx]
+        kept = idx >= 0
+        self._key1, self._key2, self._key_idx = self._key1[kept], self._key2[kept], idx[kept]
+        self._used, self._n = int(ends[-1]), k
+
+    def __call__(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of `lines` (strings without line breaks)."""
+        return self.encode_block("\n".join(lines), len(lines))
+
+    def encode_block(self, text: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of the `n_rows` lines of `text`, joined by '\n' (no final line break)."""
+        if n_rows == 0:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        if self.plan is None:
+            return self._full(text.split("\n"))
+        norm = self._normalize(text)
+        if norm.count("\n") != n_rows - 1:  # a normalizer made or removed a line break
+            return self._full(text.split("\n"))
+        special = self._rows_with_added(text, norm)
+        rows = None
+        empty = "\n\n" in norm or norm.startswith("\n") or norm.endswith("\n") or not norm
+        if special or empty:
+            rows = norm.split("\n")
+            for i in special:
+                rows[i] = ""
+            keep = [i for i, r in enumerate(rows) if r]
+            norm = "\n".join(rows[i] for i in keep)
+        ids, lengths = self._cached(norm, len(keep) if rows is not None else n_rows)
+        if rows is not None:  # scatter back: empty rows have no ids
+            full = np.zeros(n_rows, dtype=np.int64)
+            full[keep] = lengths
+            lengths = full
+        if special:
+            return self._splice(ids, lengths, special, text.split("\n"))
+        return ids, lengths
+
+    def _full(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encs = self.tok.encode_batch_fast(lines, add_special_tokens=False)
+        rows = [e.ids for e in encs]
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lengths.sum()))
+        return ids, lengths
+
+    def _normalize(self, text: str) -> str:
+        norm = self.plan.norm
+        if not norm:
+            return text
+        if len(norm) > 1 or norm[0] == "Lowercase":
+            return self._normalizer.normalize_str(text)
+        # One Unicode normal form: Python's quick check skips text that is already normalized
+        # (most of it). Python's tables are newer than the tokenizers crate's, so "already
+        # normalized" here means the tokenizer leaves it unchanged too (checked for every code
+        # point in tests/test_dataset.py); the other lines go through the tokenizer's code.
+        if unicodedata.is_normalized(norm[0], text):
+            return text
+        lines = text.split("\n")
+        bad = [i for i, line in enumerate(lines) if not unicodedata.is_normalized(norm[0], line)]
+        fixed = self._normalizer.normalize_str("\n".join(lines[i] for i in bad)).split("\n")
+        if len(fixed) != len(bad):
+            return self._normalizer.normalize_str(text)
+        for i, line in zip(bad, fixed, strict=True):
+            lines[i] = line
+        return "\n".join(lines)
+
+    def _rows_with_added(self, text: str, norm: str) -> list[int]:
+        """Non-empty rows holding an added token's text, raw or normalized: the tokenizer splits
+        those out before pre-tokenizing, which a per-word cache cannot reproduce."""
+        texts = (text,) if norm is text else (text, norm)
+        if not any(c in t for c in self._added_firsts for t in texts):
+            return []  # the common case, decided by a few scans for '<'
+        found = [a for a in self.added if any(a in t for t in texts)]
+        if not found:
+            return []
+        rows = [t.split("\n") for t in texts]
+        hit = [i for i in range(len(rows[0])) if any(a in r[i] for a in found for r in rows)]
+        return [i for i in hit if rows[0][i]]
+
+    def _splice(self, ids, lengths, special: list[int], lines: list[str]):
+        """Put the fully tokenized special rows (empty in `ids`) back in place."""
+        sub_ids, sub_len = self._full([lines[i] for i in special])
+        cut_at = np.cumsum(lengths)[special]  # those rows are empty: start == end
+        parts = np.split(ids, cut_at)
+        subs = np.split(sub_ids, np.cumsum(sub_len)[:-1])
+        out = [parts[0]]
+        for sub, part in zip(subs, parts[1:], strict=True):
+            out += [sub, part]
+        lengths = lengths.copy()
+        lengths[special] = sub_len
+        return np.concatenate(out).astype(np.uint32, copy=False), lengths
+
+    def _hashes(self, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two 64-bit polynomial hashes of each code-point slice c[a:b], from prefix sums: all
+        words of a chunk at numpy speed, in place of a Python dict lookup per word."""
+        n = len(c) + 1
+        if n > len(self._powers.get("p1", ())):
+            m = max(n, 2 * len(self._powers.get("p1", ())))
+            self._powers = {k: _powers(base, m) for k, base in _HASH_BASES.items()}
+        pw = self._powers
+        cp = c.astype(np.uint64) + np.uint64(1)  # +1: a NUL character still counts
+        length = (b - a).astype(np.uint64)
+        out = []
+        for p, inv, mix in (("p1", "i1", _MIX1), ("p2", "i2", _MIX2)):
+            prefix = np.zeros(n, dtype=np.uint64)
+            np.cumsum(cp * pw[p][: n - 1], out=prefix[1:])  # wraps mod 2**64, as intended
+            out.append((prefix[b] - prefix[a]) * pw[inv][a] + length * mix)
+        return out[0], out[1]
+
+    def _cached(self, norm: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of n_rows non-empty normalized rows joined by '\\n', via the word cache."""
+        if n_rows == 0:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        if self._n > self.cache_words:
+            self._evict()
+        # Metaspace on code points: a word starts at each space or '▁' and at a row start
+        # (always with Prepend, else unless the row starts with one); its text w runs to the
+        # next space, '▁' or line break, and the model sees '▁' + w.
+        c = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
+        is_sep = (c == 0x20) | (c == 0x2581)
+        is_nl = c == 0x0A
+        row_start = np.concatenate([[0], np.flatnonzero(is_nl) + 1])
+        implicit = row_start if self.plan.prepend_all else row_start[~is_sep[row_start]]
+        starts = np.zeros(len(c) + 1, dtype=bool)  # word text starts; sorted by construction
+        starts[1:] = is_sep  # just after a separator (never a row start: those follow '\n')
+        starts[implicit] = True
+        a = np.flatnonzero(starts)
+        sep_before = np.concatenate([[False], is_sep])[a]
+        row = np.concatenate([[0], np.cumsum(is_nl)])[a - sep_before]  # the row of each word
+        bounds = np.concatenate([np.flatnonzero(is_sep | is_nl), [len(c)]])
+        b = bounds[np.searchsorted(bounds, a)]
+        h1, h2 = self._hashes(c, a, b)
+        widx = self._lookup(h1, h2)
+        missing = np.flatnonzero(widx < 0)
+        if len(missing):
+            keys = np.stack([h1[missing], h2[missing]], axis=1)
+            uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            at = missing[first]
+            words = [norm[x:y] for x, y in zip(a[at].tolist(), b[at].tolist(), strict=True)]
+            widx[missing] = self._n + inverse.reshape(-1)
+            self._learn(words, uniq[:, 0], uniq[:, 1])
+        self._hits[: self._n] += np.bincount(widx, minlength=self._n)
+        starts, per_word = self._starts[widx], self._ends[widx] - self._starts[widx]
+        ids = self._table[_ranges(starts, per_word)]
+        return ids, np.bincount(row, weights=per_word, minlength=n_rows).astype(np.int64)
+
+    def _lookup(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """Word index per key, -1 where not cached."""
+        if self._n == 0:
+            return np.full(len(h1), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._key1, h1), len(self._key1) - 1)
+        found = (self._key1[pos] == h1) & (self._key2[pos] == h2)
+        return np.where(found, self._key_idx[pos], -1)
+
+    def _learn(self, words: list[str], key1: np.ndarray, key2: np.ndarray) -> None:
+        """Tokenize unseen words as the model sees them ('▁' + word) into the cache."""
+        tokenize = self._model.tokenize
+        if self.plan is not None and self.plan.split_more:
+            pre = self._pre.pre_tokenize_str
+            rows = [[t.id for p, _ in pre(_SPACE + w) for t in tokenize(p)] for w in words]
+        else:
+            rows = [[t.id for t in tokenize(_SPACE + w)] for w in words]
+        lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
+        n0, n1, used = self._n, self._n + len(words), self._used
+        self._table = _grow(self._table, used + len(new_ids))
+        self._starts, self._ends, self._hits = (
+            _grow(x, n1) for x in (self._starts, self._ends, self._hits)
+        )
+        self._table[used : used + len(new_ids)] = new_ids
+        ends = used + np.cumsum(lens)
+        self._ends[n0:n1], self._starts[n0:n1], self._hits[n0:n1] = ends, ends - lens, 0
+        self._used, self._n = used + len(new_ids), n1
+        order = np.argsort(key1, kind="stable")
+        at = np.searchsorted(self._key1, key1[order])
+        self._key1 = np.insert(self._key1, at, key1[order])
+        self._key2 = np.insert(self._key2, at, key2[order])
+        self._key_idx = np.insert(self._key_idx, at, np.arange(n0, n1)[order])
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices of the concatenated ranges [starts[j], starts[j] + lengths[j])."""
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """base**i mod 2**64 for i < n (uint64 arithmetic wraps)."""
+    a = np.full(n, base, dtype=np.uint64)
+    a[0] = 1
+    return np.cumprod(a, dtype=np.uint64)
+
+
+_B1, _B2 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F  # odd: invertible modulo 2**64
+_HASH_BASES = {"p1": _B1, "i1": pow(_B1, -1, 1 << 64), "p2": _B2, "i2": pow(_B2, -1, 1 << 64)}
+_MIX1, _MIX2 = np.uint64(0x632BE59BD9B4E019), np.uint64(0x85EBCA77C2B2AE63)
+
+
+def _grow(arr: np.ndarray, size: int) -> np.ndarray:
+    if size <= len(arr):
+        return arr
+    out = np.zeros(max(size, 2 * len(arr)), dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
