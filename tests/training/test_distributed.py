@@ -38,11 +38,10 @@ def test_single_process_needs_no_process_group():
     assert d.device == torch.device("cpu")
 
 
-def test_explicit_device_that_is_missing_is_an_error(monkeypatch):
+def test_training_on_a_missing_device_is_a_training_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(TrainingError, match="no CUDA GPU"):
-        distributed.pick_device(Device.CUDA)
-    assert distributed.pick_device(Device.AUTO).type in ("cpu", "mps")
+    with pytest.raises(TrainingError, match="train.device is cuda but PyTorch sees no CUDA GPU"):
+        distributed.setup(Device.CUDA)
 
 
 def test_rng_state_round_trip():

@@ -97,7 +97,13 @@ def decode(checkpoint: Path, **opts: Any) -> None:
     if opts["reference"] is not None:
         _check_reference(opts["reference"], opts["input_path"])
     lines = _input_lines(opts["input_path"])
-    device = _pick_device(opts["device"], opts["threads"])
+    import torch
+
+    from tfcli.device import pick_device
+
+    if opts["threads"]:
+        torch.set_num_threads(opts["threads"])
+    device = pick_device(opts["device"], setting="--device")
     model, meta = ckpt.load_model(path, device)
     toks = ckpt.load_tokenizers(meta)
     console.step(f"decode: {path} ({kind}, {mode}, {device.type})")
@@ -216,25 +222,6 @@ def _interactive_lines() -> Iterator[str]:
             click.echo("", err=True)
             return
         yield line.rstrip("\r\n")
-
-
-def _pick_device(name: str, threads: int | None) -> Any:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "cuda" and not cuda:
-        raise TfcliError("--device cuda: PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if name == "mps" and not mps:
-        raise TfcliError("--device mps: MPS is not available here; use --device cpu or auto")
-    if name == "cuda" or (name == "auto" and cuda):
-        return torch.device("cuda")
-    if name == "mps" or (name == "auto" and mps):
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @contextmanager

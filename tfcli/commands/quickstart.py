@@ -184,12 +184,13 @@ def _score_test(r: Recipe) -> str:
     from tfcli.checkpoints import steps as run_checkpoints
     from tfcli.decoding.metrics import bleu_chrf
     from tfcli.decoding.translate import Translator
+    from tfcli.device import pick_device
     from tfcli.textio import atomic_write_text, expand_inputs, iter_files
 
     sources = list(iter_files(expand_inputs(r.data.test_src, "data.test_src")))
     references = list(iter_files(expand_inputs(r.data.test_tgt, "data.test_tgt")))
     path = run_checkpoints.resolve_checkpoint(Path(r.run_dir))
-    model, meta = ckpt.load_model(path, _device(r))
+    model, meta = ckpt.load_model(path, pick_device(r.train.device))
     toks = ckpt.load_tokenizers(meta)
     console.step(
         f"quickstart: translating {len(sources):,} test sentences ({r.decode.mode.value}) with {path}"
@@ -227,26 +228,12 @@ def _showcase(sources: list[str], n: int = 4) -> list[int]:
     return picked or list(range(min(n, len(sources))))
 
 
-def _device(r: Recipe) -> Any:
-    import torch
-
-    if r.train.device is Device.CUDA or (
-        r.train.device is Device.AUTO and torch.cuda.is_available()
-    ):
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if r.train.device is Device.MPS or (
-        r.train.device is Device.AUTO and mps is not None and mps.is_available()
-    ):
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def _pretrain_and_fill(r: Recipe) -> str:
     """pretrain-mlm on the mono text, then fill FILL_EXAMPLES; returns the accuracy line."""
     from tfcli.checkpoints import files as ckpt
     from tfcli.checkpoints import steps as run_checkpoints
     from tfcli.decoding.translate import MaskFiller
+    from tfcli.device import pick_device
     from tfcli.training import session
     from tfcli.training.mlm import pretrain
 
@@ -255,7 +242,9 @@ def _pretrain_and_fill(r: Recipe) -> str:
     session.show_summary(summary, f"pretrain-mlm: {r.run_dir}")
     if summary["stopped"] == "interrupted":
         raise click.exceptions.Exit(128 + int(summary["signal"]))
-    model, meta = ckpt.load_model(run_checkpoints.resolve_checkpoint(Path(r.run_dir)), _device(r))
+    model, meta = ckpt.load_model(
+        run_checkpoints.resolve_checkpoint(Path(r.run_dir)), pick_device(r.train.device)
+    )
     tok = ckpt.load_tokenizers(meta)["src"]
     filler = MaskFiller(model, tok, topk=3, max_tokens=r.decode.max_tokens)
     rows = []

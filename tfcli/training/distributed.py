@@ -24,26 +24,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from tfcli.device import pick_device
 from tfcli.errors import TrainingError
 from tfcli.recipe.schema import Device
-
-
-def pick_device(pref: Device, local_rank: int = 0) -> torch.device:
-    """auto: CUDA, then MPS, then CPU; an explicit choice that is not available is an error."""
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if pref is Device.CUDA and not cuda:
-        raise TrainingError(
-            "train.device is cuda but PyTorch sees no CUDA GPU (torch "
-            f"{torch.__version__}); install a CUDA build of torch or use --device cpu"
-        )
-    if pref is Device.MPS and not mps:
-        raise TrainingError("train.device is mps but MPS is not available here; use --device cpu")
-    if pref is Device.CUDA or (pref is Device.AUTO and cuda):
-        return torch.device("cuda", local_rank)
-    if pref is Device.MPS or (pref is Device.AUTO and mps):
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass
@@ -93,10 +76,10 @@ def setup(pref: Device) -> Dist:
     """Join the process group torchrun describes in the environment, or run alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(rank=0, world=1, device=pick_device(pref))
+        return Dist(rank=0, world=1, device=pick_device(pref, error=TrainingError))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(pref, local_rank)
+    device = pick_device(pref, local_rank, error=TrainingError)
     if device.type == "mps":
         raise TrainingError("multi-process training is not supported on MPS; use one process")
     owns = not dist.is_initialized()
