@@ -143,7 +143,7 @@ def test_disk_full_keeps_previous_file(tmp_path, monkeypatch):
     model = tiny_model()
     path = tmp_path / "ckpts" / "best.safetensors"
     ckpt.save_checkpoint(path, model, meta_for(model, step=1))
-    monkeypatch.setattr(ckpt, "_write_safetensors", _fail_midway(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(ckpt, "write_safetensors", _fail_midway(OSError(errno.ENOSPC, "full")))
     with pytest.raises(CheckpointError, match=r"disk full .* in .*ckpts \(.* free\)"):
         ckpt.save_checkpoint(path, model, meta_for(model, step=2))
     assert ckpt.read_meta(path)["step"] == 1
@@ -153,7 +153,7 @@ def test_disk_full_keeps_previous_file(tmp_path, monkeypatch):
 def test_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
     model = tiny_model()
     path = tmp_path / "m.safetensors"
-    monkeypatch.setattr(ckpt, "_write_safetensors", _fail_midway(KeyboardInterrupt()))
+    monkeypatch.setattr(ckpt, "write_safetensors", _fail_midway(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_checkpoint(path, model, meta_for(model))
     assert list(tmp_path.iterdir()) == []

@@ -180,16 +180,16 @@ def test_max_minutes_stops_and_saves(tmp_path):
 
 def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
     run_toy(tmp_path, max_steps=4)
-    real = ckpt._write_safetensors
+    real = ckpt.write_safetensors
 
     def full(f, tensors, metadata):
         f.write(b"x" * 100)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ckpt, "_write_safetensors", full)
+    monkeypatch.setattr(ckpt, "write_safetensors", full)
     with pytest.raises(CheckpointError, match="disk full.*previous files are intact"):
         run_toy(tmp_path, max_steps=8, resume=True)
-    monkeypatch.setattr(ckpt, "_write_safetensors", real)
+    monkeypatch.setattr(ckpt, "write_safetensors", real)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["best.safetensors", "step-00000004.safetensors", "step-00000004.state.pt"]
     ckpt.load_state_dict(tmp_path / "checkpoints" / "step-00000004.safetensors")

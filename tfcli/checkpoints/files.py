@@ -101,8 +101,11 @@ def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return unique, aliases
 
 
-def _write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict) -> None:
-    """The safetensors layout: u64 header length, JSON header, then raw little-endian bytes."""
+def write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """The safetensors layout: u64 header length, JSON header, then raw little-endian bytes.
+
+    Every checkpoint's bytes pass through here, so it is also the fault-injection point: tests
+    replace it (monkeypatch) to simulate a full disk or a crash in the middle of a write."""
     import torch
 
     if sys.byteorder != "little":  # the bytes are written as they sit in memory
@@ -159,7 +162,7 @@ def save_checkpoint(path: Path, model: nn.Module | Mapping[str, torch.Tensor], m
         SHARED_KEY: json.dumps(aliases),
     }
     path = Path(path)
-    _write_atomically(path, lambda f: _write_safetensors(f, tensors, metadata), "checkpoint")
+    _write_atomically(path, lambda f: write_safetensors(f, tensors, metadata), "checkpoint")
 
 
 def open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str, list[int]]]]:

@@ -1,4 +1,4 @@
-"""Options shared by every recipe-driven command."""
+"""Options shared by every recipe-driven command, and the recipe they resolve to."""
 
 from __future__ import annotations
 
@@ -65,19 +65,6 @@ def load_recipe(
 ) -> Recipe:
     """Recipe file/name + `--set` overrides + plain flags (a flag given on the command line wins).
 
-    `flags` maps dotted recipe keys to flag values; None means 'not given'.
+    `flags` maps dotted recipe keys to the typed values click parsed; None means 'not given'.
     """
-    extra = [f"{k}={_yaml_value(v)}" for k, v in flags.items() if v is not None]
-    if run_dir is not None:
-        extra.append(f"run_dir={_yaml_value(run_dir)}")
-    return recipe_mod.load(recipe, list(overrides) + extra)
-
-
-def _yaml_value(v: Any) -> str:
-    import json
-
-    if isinstance(v, tuple):
-        v = list(v)
-    if hasattr(v, "value"):  # enums
-        v = v.value
-    return json.dumps(v)  # JSON is valid YAML and quotes strings safely
+    return recipe_mod.load(recipe, overrides, {**flags, "run_dir": run_dir})

@@ -20,6 +20,7 @@ import difflib
 import enum
 import types
 import typing
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -278,8 +279,31 @@ def read_raw(path: Path) -> dict:
     return raw
 
 
-def load(name_or_path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load a recipe file (or bundled name; None = all defaults) and apply dotted overrides."""
+def set_values(raw: dict, values: Mapping[str, Any]) -> dict:
+    """Set dotted keys in a raw recipe mapping (copied) to already-typed Python values (click
+    flags): enums become their values, tuples lists; None means 'not given' and is skipped.
+    `from_dict` then checks them like the file's own values."""
+    raw = dict(raw)
+    for key, value in values.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, last = key.split(".")
+        for k in parents:
+            child = node.get(k)
+            node[k] = dict(child) if isinstance(child, dict) else {}
+            node = node[k]
+        node[last] = to_dict(list(value) if isinstance(value, tuple) else value)
+    return raw
+
+
+def load(
+    name_or_path: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    values: Mapping[str, Any] | None = None,
+) -> Recipe:
+    """Load a recipe file (or bundled name; None = all defaults), apply dotted `--set`
+    overrides, then typed flag `values` ({"train.max_steps": 200}): a flag given wins."""
     raw: dict = {}
     source = "recipe"
     if name_or_path:
@@ -287,6 +311,7 @@ def load(name_or_path: str | None = None, overrides: list[str] | tuple[str, ...]
         raw = read_raw(path)
         source = str(name_or_path)
     raw = apply_overrides(raw, list(overrides))
+    raw = set_values(raw, values or {})
     return from_dict(raw, source)
 
 
