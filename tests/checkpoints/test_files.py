@@ -219,6 +219,23 @@ def test_newer_format_version_is_refused(tmp_path):
         ckpt.read_meta(path)
 
 
+def test_a_spec_written_before_the_shared_architecture_still_loads(tmp_path):
+    """meta["model"] as tfcli wrote it before ModelSpec shared the recipe's fields: these keys,
+    in this order, plain strings for the choices."""
+    old = {"kind": "mlm", "src_vocab_size": 40, "tgt_vocab_size": 40, "d_model": 16,
+           "n_heads": 2, "d_ff": 32, "encoder_layers": 1, "decoder_layers": 0, "dropout": 0.0,
+           "attention_dropout": 0.0, "activation": "gelu", "norm": "pre", "positions": "learned",
+           "max_positions": 64, "share_embeddings": True, "window": 0, "pad_id": 0,
+           "init": "xavier"}  # fmt: skip
+    model = build_model(ModelSpec.from_dict(old))
+    path = tmp_path / "old.safetensors"
+    ckpt.save_checkpoint(path, model, {"kind": "mlm", "model": old, "step": 3})
+    loaded, meta = ckpt.load_model(path)
+    assert loaded.spec.to_dict() == old == meta["model"]
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, loaded.state_dict()[name]), name
+
+
 def test_weights_not_matching_spec(tmp_path):
     model = tiny_model()
     path = tmp_path / "m.safetensors"

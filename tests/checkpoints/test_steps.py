@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_best_is_a_byte_copy_where_hard_links_fail(tmp_path, monkeypatch):
     def no_links(src, dst):
         raise OSError(1, "hard links not supported")
 
-    monkeypatch.setattr(run_checkpoints.os, "link", no_links)
+    monkeypatch.setattr(os, "link", no_links)  # the filesystem refuses hard links
     best = run_checkpoints.link_best(RunDir(run).step(2))
     assert best.name == "best.safetensors" and best.stat().st_nlink == 1
     assert ckpt.read_meta(best)["step"] == 2

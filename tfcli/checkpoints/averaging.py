@@ -1,7 +1,7 @@
 """Checkpoint averaging (`tfcli average`): the element-wise mean of several checkpoints' weights.
 
 Reads the files through `tfcli.checkpoints.files` (header, dtype codes); the result is saved with
-`checkpoint.save_checkpoint` by the caller.
+`tfcli.checkpoints.files.save_checkpoint` by the caller.
 """
 
 from __future__ import annotations
@@ -32,21 +32,8 @@ def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dic
             "no checkpoints to average; pass files or a run dir with step checkpoints"
         )
     heads = [open_header(p) for p in paths]
-    meta0, aliases0, shapes0 = heads[0]
-    for p, (meta, aliases, shapes) in zip(paths[1:], heads[1:], strict=True):
-        for key in ("model", "tokenizer"):
-            if meta.get(key) != meta0.get(key):
-                raise CheckpointError(
-                    f"cannot average {paths[0]} and {p}: different {key} "
-                    f"({_first_diff(meta0.get(key), meta.get(key))}); average checkpoints of one run"
-                )
-        if shapes != shapes0 or aliases != aliases0:
-            names = sorted(set(shapes) ^ set(shapes0)) or [
-                k for k in shapes if shapes[k] != shapes0.get(k)
-            ]
-            raise CheckpointError(
-                f"cannot average {paths[0]} and {p}: tensors differ ({', '.join(names[:3])})"
-            )
+    _check_compatible(paths, heads)
+    _, aliases0, shapes0 = heads[0]
     sums: dict[str, torch.Tensor] = {}
     for p in paths:
         with safe_open(str(p), framework="pt") as f:
@@ -78,6 +65,25 @@ def average_checkpoints(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dic
         "method": "mean",
     }
     return state, meta
+
+
+def _check_compatible(paths: list[Path], heads: list[tuple[dict, dict, dict]]) -> None:
+    """Refuse checkpoints of different runs: another model spec, tokenizer or tensor set."""
+    meta0, aliases0, shapes0 = heads[0]
+    for p, (meta, aliases, shapes) in zip(paths[1:], heads[1:], strict=True):
+        for key in ("model", "tokenizer"):
+            if meta.get(key) != meta0.get(key):
+                raise CheckpointError(
+                    f"cannot average {paths[0]} and {p}: different {key} "
+                    f"({_first_diff(meta0.get(key), meta.get(key))}); average checkpoints of one run"
+                )
+        if shapes != shapes0 or aliases != aliases0:
+            names = sorted(set(shapes) ^ set(shapes0)) or [
+                k for k in shapes if shapes[k] != shapes0.get(k)
+            ]
+            raise CheckpointError(
+                f"cannot average {paths[0]} and {p}: tensors differ ({', '.join(names[:3])})"
+            )
 
 
 def _torch_dtype(code: str) -> torch.dtype:

@@ -12,7 +12,8 @@ Python makes ENOSPC an ordinary OSError while never holding a second copy of the
 Training state (optimizer, scheduler, RNG states) goes to `step-XXXXXXXX.state.pt` beside the
 weights with `torch.save` and is read back with `torch.load(weights_only=True)`.
 
-Where the files of a run lie, their names, latest/best and pruning: tfcli.checkpoints.steps.
+The names of a run's files are tfcli.run_dir's; finding the latest or best one and pruning,
+tfcli.checkpoints.steps'.
 """
 
 from __future__ import annotations

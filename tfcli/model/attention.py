@@ -68,11 +68,11 @@ class MultiHeadedAttention(nn.Module):
 
     Self-attention uses one fused q/k/v projection; cross-attention a q projection and one fused
     k/v projection over the memory (cached once per decode). `rotary` (cos, sin) rotates q and k.
+    `n_heads` divides `d_model`: `Architecture.problems` checks that once, before build_model.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, cross: bool = False) -> None:
         super().__init__()
-        assert d_model % n_heads == 0, "ModelSpec.problems() checks this"
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.cross = cross

@@ -22,7 +22,7 @@ from torch import nn
 
 from tfcli.errors import RecipeError
 from tfcli.model.attention import MultiHeadedAttention
-from tfcli.model.config import ModelSpec
+from tfcli.model.config import ModelKind, ModelSpec, NormPosition, Positions
 from tfcli.model.embeddings import Embeddings
 from tfcli.model.mlm import MaskedLM, MLMHead
 from tfcli.model.positions import LearnedPositions
@@ -39,11 +39,11 @@ def _stack(spec: ModelSpec, n_layers: int, decoder: bool) -> TransformerStack:
         dropout=spec.dropout,
         attention_dropout=spec.attention_dropout,
         activation=spec.activation,
-        pre_norm=spec.norm == "pre",
+        pre_norm=spec.norm == NormPosition.PRE,
         causal=decoder,
         cross_attend=decoder,
         window=spec.window,
-        rotary_positions=spec.max_positions if spec.positions == "rotary" else 0,
+        rotary_positions=spec.max_positions if spec.positions == Positions.ROTARY else 0,
     )
 
 
@@ -88,7 +88,8 @@ def init_weights(model: nn.Module, d_model: int, scheme: str = "xavier") -> None
 def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
     """A freshly initialised model for `spec` (seed torch beforehand for reproducibility).
 
-    The spec is kept as `model.spec` so callers can store it beside the weights.
+    The spec is kept as `model.spec` so callers can store it beside the weights. A spec that
+    fails `ModelSpec.problems` (one built by hand) raises RecipeError before any layer is made.
     """
     problems = spec.problems()
     if problems:
@@ -96,7 +97,7 @@ def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
     src_embed = _embeddings(spec, spec.src_vocab_size)
     encoder = _stack(spec, spec.encoder_layers, decoder=False)
     model: EncoderDecoder | MaskedLM
-    if spec.kind == "mlm":
+    if spec.kind == ModelKind.MLM:
         head = MLMHead(spec.d_model, spec.src_vocab_size)
         model = MaskedLM(src_embed, encoder, head, pad_id=spec.pad_id)
         init_weights(model, spec.d_model, spec.init)

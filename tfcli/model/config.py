@@ -1,155 +1,219 @@
-"""ModelSpec: the plain-data description of a model, stored as JSON in every checkpoint.
+"""The model's configuration: one definition of the architecture, and the spec built from it.
 
-Only this module and `build.py` know hyperparameters; layers receive what they need. Enums are
-plain strings here (not the recipe's enum classes) so `json.dumps(spec.to_dict())` just works and
-`inspect` can read a checkpoint's model without importing torch.
+`Architecture` holds every architecture field once (type, default, help text) with its checks
+(`problems`). The recipe's `model` section (tfcli.recipe.schema.ModelConfig) is `Architecture`
+plus what only training needs (`init_encoder_from`); `ModelSpec` is `Architecture` plus what
+the data decides (kind, vocabulary sizes, pad id). A ModelSpec is stored as flat JSON in every
+checkpoint (`to_dict`) and read back through the recipe's typed parser (`from_dict`), so
+`inspect` reads a checkpoint's model without importing torch; only `build.py` turns it into
+modules, and layers receive what they need.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from tfcli.errors import CheckpointError, RecipeError
+from tfcli.recipe.parse import build, knob, type_name
 
-KINDS = ("seq2seq", "mlm")
-ACTIVATIONS = ("relu", "gelu")
-NORMS = ("post", "pre")
-POSITIONS = ("sinusoidal", "learned", "rotary")
-INITS = ("xavier", "normal")
+# --- closed choices ----------------------------------------------------------------------------
+
+
+class ModelKind(str, enum.Enum):
+    SEQ2SEQ = "seq2seq"  # EncoderDecoder (tfcli train)
+    MLM = "mlm"  # MaskedLM, encoder only (tfcli pretrain-mlm)
+
+
+class Activation(str, enum.Enum):
+    RELU = "relu"
+    GELU = "gelu"
+
+
+class NormPosition(str, enum.Enum):
+    POST = "post"  # as in the paper: x = norm(x + sublayer(x))
+    PRE = "pre"  # x = x + sublayer(norm(x)), with a final norm
+
+
+class Positions(str, enum.Enum):
+    SINUSOIDAL = "sinusoidal"
+    LEARNED = "learned"
+    ROTARY = "rotary"
+
+
+class Init(str, enum.Enum):
+    XAVIER = "xavier"  # xavier_uniform linears, N(0, d_model^-0.5) embeddings (fairseq)
+    NORMAL = "normal"  # N(0, 0.02) for every linear and embedding weight (BERT, BART, Marian)
+
+
+# --- the architecture --------------------------------------------------------------------------
 
 
 @dataclass
-class ModelSpec:
-    """Everything `build_model` needs. `tgt_vocab_size == src_vocab_size` for MLM models."""
+class Architecture:
+    """The architecture of the one Transformer core (seq2seq and MLM alike): every field once,
+    with its recipe help text, shared by the recipe's `model` section and ModelSpec."""
 
-    kind: str  # "seq2seq" | "mlm"
-    src_vocab_size: int
-    tgt_vocab_size: int
-    d_model: int = 512
-    n_heads: int = 8
-    d_ff: int = 2048
-    encoder_layers: int = 6
-    decoder_layers: int = 6  # 0 for MLM models
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation: str = "relu"  # "relu" | "gelu"
-    norm: str = "post"  # "post" (paper) | "pre" (final LayerNorm on each stack)
-    positions: str = "sinusoidal"  # "sinusoidal" | "learned" | "rotary"
-    max_positions: int = 1024
-    share_embeddings: bool = True  # one matrix for source, target and output (joint vocab)
-    window: int = 0  # local self-attention window; 0 = full attention
-    pad_id: int = 0
-    init: str = "xavier"  # "xavier" (fairseq) | "normal" (N(0, 0.02)); used by build_model only
+    d_model: int = knob(512, "model width")
+    n_heads: int = knob(8, "attention heads; must divide d_model")
+    d_ff: int = knob(2048, "feed-forward inner width")
+    encoder_layers: int = knob(6, "encoder layers")
+    decoder_layers: int = knob(6, "decoder layers (ignored by pretrain-mlm)")
+    dropout: float = knob(0.1, "dropout on embeddings, sublayer outputs and feed-forward")
+    attention_dropout: float = knob(0.0, "dropout on attention weights")
+    activation: Activation = knob(Activation.RELU, "relu | gelu")
+    norm: NormPosition = knob(NormPosition.POST, "post (paper) | pre")
+    positions: Positions = knob(Positions.SINUSOIDAL, "sinusoidal | learned | rotary")
+    max_positions: int = knob(1024, "longest sequence the positions support")
+    share_embeddings: bool = knob(True, "tie source, target and output embeddings (joint vocab)")
+    window: int = knob(0, "local self-attention window (tokens each side); 0 = full attention")
+    init: Init = knob(Init.XAVIER, "initial weights: xavier (fairseq) | normal = N(0, 0.02) (HF)")
+
+    def __post_init__(self) -> None:
+        # Code may pass choices as their strings (ModelSpec(positions="rotary")); hold members.
+        # A string no member has stays as it is, for `problems` to report.
+        for name, choice in _choices(type(self)).items():
+            value = getattr(self, name)
+            if not isinstance(value, choice) and value in {m.value for m in choice}:
+                setattr(self, name, choice(value))
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
-    def problems(self) -> list[str]:
-        """Every inconsistency, as one-line messages naming the field (empty when valid)."""
+    def problems(self, prefix: str = "") -> list[str]:
+        """Every inconsistency, one line each naming the field as `prefix + name` (the recipe
+        passes "model."); empty when valid."""
         p = []
-        choices = {
-            "kind": KINDS,
-            "activation": ACTIVATIONS,
-            "norm": NORMS,
-            "positions": POSITIONS,
-            "init": INITS,
-        }
-        for name, allowed in choices.items():
+        for name, choice in _choices(type(self)).items():
             value = getattr(self, name)
-            if value not in allowed:
-                p.append(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
-        positive = ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff")
-        positive += ("encoder_layers", "max_positions")
+            if not isinstance(value, choice):
+                p.append(f"{prefix}{name}: expected {type_name(choice)}, got {value!r}")
+        positive = ("d_model", "n_heads", "d_ff", "encoder_layers", "max_positions")
         p += [
-            f"{k}: must be > 0, got {getattr(self, k)}" for k in positive if getattr(self, k) <= 0
+            f"{prefix}{k}: must be > 0, got {getattr(self, k)}"
+            for k in positive
+            if getattr(self, k) <= 0
         ]
-        if self.kind == "seq2seq" and self.decoder_layers <= 0:
-            p.append(f"decoder_layers: a seq2seq model needs > 0, got {self.decoder_layers}")
         if self.window < 0:
-            p.append(f"window: must be >= 0, got {self.window}")
+            p.append(f"{prefix}window: must be >= 0, got {self.window}")
         if self.n_heads > 0 and self.d_model % self.n_heads:
-            p.append(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        elif self.positions == "rotary" and self.n_heads > 0 and self.head_dim % 2:
-            p.append(f"positions: rotary needs an even head size, got {self.head_dim}")
+            p.append(
+                f"{prefix}d_model ({self.d_model}) must be divisible by "
+                f"{prefix}n_heads ({self.n_heads})"
+            )
+        elif self.positions == Positions.ROTARY and self.n_heads > 0 and self.head_dim % 2:
+            p.append(
+                f"{prefix}positions: rotary needs an even head size (d_model / n_heads), "
+                f"got {self.head_dim}"
+            )
         for k in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, k) < 1.0:
-                p.append(f"{k}: must be in [0, 1), got {getattr(self, k)}")
-        if self.kind == "seq2seq" and self.share_embeddings:
-            if self.src_vocab_size != self.tgt_vocab_size:
-                p.append(
-                    "share_embeddings: source and target vocabularies differ "
-                    f"({self.src_vocab_size} vs {self.tgt_vocab_size}); use a joint tokenizer"
-                )
+                p.append(f"{prefix}{k}: must be in [0, 1), got {getattr(self, k)}")
+        return p
+
+
+def _choices(cls: type) -> dict[str, type[enum.Enum]]:
+    """{field name: its enum} for the closed-choice fields of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(cls)
+        if isinstance(hints[f.name], type) and issubclass(hints[f.name], enum.Enum)
+    }
+
+
+# --- the spec ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _SpecHead:
+    """ModelSpec's leading fields. A base listed after Architecture: dataclasses order fields
+    from the last base to the first, so these come first and `ModelSpec("seq2seq", 100, 100,
+    d_model=64)` reads as before the architecture had its own class."""
+
+    kind: ModelKind
+    src_vocab_size: int
+    tgt_vocab_size: int  # == src_vocab_size for MLM models
+
+
+@dataclass
+class ModelSpec(Architecture, _SpecHead):
+    """Everything `build_model` needs: the architecture plus what the data decides."""
+
+    pad_id: int = 0
+
+    def problems(self, prefix: str = "") -> list[str]:
+        """The architecture's problems plus those of the vocabulary and the kind of model."""
+        p = super().problems(prefix)
+        p += [
+            f"{prefix}{k}: must be > 0, got {getattr(self, k)}"
+            for k in ("src_vocab_size", "tgt_vocab_size")
+            if getattr(self, k) <= 0
+        ]
+        seq2seq = self.kind == ModelKind.SEQ2SEQ
+        if seq2seq and self.decoder_layers <= 0:
+            p.append(
+                f"{prefix}decoder_layers: a seq2seq model needs > 0, got {self.decoder_layers}"
+            )
+        if seq2seq and self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            p.append(
+                f"{prefix}share_embeddings: source and target vocabularies differ "
+                f"({self.src_vocab_size} vs {self.tgt_vocab_size}); use a joint tokenizer"
+            )
         if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            p.append(f"pad_id: {self.pad_id} is outside the vocabulary")
+            p.append(f"{prefix}pad_id: {self.pad_id} is outside the vocabulary")
         return p
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready plain data."""
-        return dataclasses.asdict(self)
+        """Flat JSON-ready plain data (choices as their strings): checkpoint meta["model"]."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        """Inverse of `to_dict`; a CheckpointError lists unknown, missing or invalid fields."""
+    def from_dict(cls, d: Any) -> ModelSpec:
+        """Inverse of `to_dict`, through the recipe's typed parser; a CheckpointError lists every
+        unknown, missing or invalid field. Fields added later have defaults, so older
+        checkpoints still load."""
         if not isinstance(d, dict):
             raise CheckpointError(f"model spec: expected a JSON object, got {type(d).__name__}")
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        required = [n for n, f in names.items() if f.default is dataclasses.MISSING]
-        problems = [f"unknown field '{k}'" for k in d if k not in names]
-        problems += [f"missing field '{k}'" for k in required if k not in d]
-        kwargs = {}
-        for k, v in d.items():
-            if k not in names:
-                continue
-            expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[names[k].type]
-            if isinstance(v, bool) and names[k].type != "bool" or not isinstance(v, expected):
-                problems.append(f"{k}: expected {names[k].type}, got {v!r}")
-            kwargs[k] = float(v) if names[k].type == "float" and not isinstance(v, bool) else v
+        problems: list[str] = []
+        spec = build(cls, d, "", problems)
         if not problems:
-            problems = cls(**kwargs).problems()
+            problems = spec.problems()
         if problems:
             raise CheckpointError(
                 f"model spec in checkpoint is invalid: {'; '.join(problems)} "
                 "(written by an incompatible tfcli version, or edited by hand?)"
             )
-        return cls(**kwargs)
+        return spec
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def spec_from_recipe(
-    cfg: Any, kind: str, src_vocab_size: int, tgt_vocab_size: int | None = None
+    cfg: Architecture, kind: str, src_vocab_size: int, tgt_vocab_size: int | None = None
 ) -> ModelSpec:
-    """ModelSpec from a recipe's `model` section (tfcli.recipe.ModelConfig).
+    """ModelSpec from a recipe's `model` section: its architecture fields, as they are.
 
     For kind="mlm" the target vocabulary is the source one and there is no decoder.
+    A RecipeError names each problem as `model.<field>`.
     """
-
-    def value(x: Any) -> Any:
-        return getattr(x, "value", x)  # recipe enums -> their strings
-
-    mlm = kind == "mlm"
+    mlm = kind == ModelKind.MLM
+    arch = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Architecture)}
+    if mlm:
+        arch["decoder_layers"] = 0
     spec = ModelSpec(
         kind=kind,
         src_vocab_size=src_vocab_size,
         tgt_vocab_size=src_vocab_size if mlm or tgt_vocab_size is None else tgt_vocab_size,
-        d_model=cfg.d_model,
-        n_heads=cfg.n_heads,
-        d_ff=cfg.d_ff,
-        encoder_layers=cfg.encoder_layers,
-        decoder_layers=0 if mlm else cfg.decoder_layers,
-        dropout=cfg.dropout,
-        attention_dropout=cfg.attention_dropout,
-        activation=value(cfg.activation),
-        norm=value(cfg.norm),
-        positions=value(cfg.positions),
-        max_positions=cfg.max_positions,
-        share_embeddings=cfg.share_embeddings,
-        window=cfg.window,
-        init=value(cfg.init),
+        **arch,
     )
-    problems = spec.problems()
+    problems = spec.problems("model.")
     if problems:
-        raise RecipeError([f"model.{p}" for p in problems], "model")
+        raise RecipeError(problems, "model")
     return spec
