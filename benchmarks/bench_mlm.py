@@ -49,7 +49,8 @@ def prepare(work: Path, mb: float, vocab: int) -> tuple[Path, Path]:
     """Corpus -> tfcli WordPiece tokenizer -> encoded text split. Returns (tokenizer, split)."""
     from tfcli.data.encoding import encode_text
     from tfcli.recipe.schema import TokenizerConfig, TokenizerType
-    from tfcli.tokenizer.training import save_tokenizer, train_tokenizer
+    from tfcli.tokenizer.training import train_tokenizer
+    from tfcli.tokenizer.vocab import save_tokenizer
 
     text = write_corpus(work / "corpus.txt", mb)
     cfg = TokenizerConfig(type=TokenizerType.WORDPIECE, vocab_size=vocab)

@@ -72,12 +72,12 @@ if variant == "joined":  # each block of lines as one space-joined sequence (exa
     wrap = tk._Progress.wrap
     tk._Progress.wrap = lambda self, blocks: (" ".join(filter(None, b)) for b in wrap(self, blocks))
 if variant == "maxlen16":  # sentencepiece's default max_sentencepiece_length
-    make = tk._trainer
+    make = tk.trainer_for
     def capped(cfg):
         t = make(cfg)
         t.max_token_length = 16
         return t
-    tk._trainer = capped
+    tk.trainer_for = capped
 tok = tk.train_tokenizer([Path(corpus)], TokenizerConfig(vocab_size=vocab), show_progress=False)
 save_tokenizer(tok, Path(out))
 """

@@ -130,7 +130,13 @@ def test_write_demo_is_deterministic_aligned_and_disjoint(tmp_path):
     assert max(len(line.split()) for line in lines["train.src"] + lines["train.tgt"]) <= 20
 
 
-_EN_NUMBER_WORDS = set(demo._EN_UNITS + demo._EN_TENS[2:] + ["hundred", "thousand", "million"])
+# Every word english_number uses: zero..nineteen, the tens, hundred, thousand, million.
+_EN_NUMBER_WORDS = {
+    part
+    for n in [*range(1000), 1000, 1_000_000]
+    for word in demo.english_number(n).split()
+    for part in word.split("-")
+}
 
 
 def _spelt_numbers(sentence: str) -> list[str]:

@@ -12,7 +12,7 @@ from tfcli.data.split import ParallelData, TextData, open_split
 from tfcli.errors import DataError, RecipeError
 from tfcli.recipe import loader as recipe_mod
 from tfcli.recipe import schema
-from tfcli.tokenizer.vocab import file_sha256
+from tfcli.tokenizer.staleness import file_sha256
 
 ASSETS = Path(__file__).parent / "assets"
 

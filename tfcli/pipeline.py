@@ -7,7 +7,9 @@
 * `ensure_encoded` encodes each split of the recipe into `RUN_DIR/data/<split>` unless its
   meta.json records the same tokenizer (sha256), the same inputs and the same length filters.
 
-Each says what it does, and why, through `tfcli.console.step`. Splits and their recipe keys:
+Each says what it does, and why, through `tfcli.console.step`. What "stale" means is decided
+beside each record: `tfcli.tokenizer.staleness.retrain_reason` for tokenizers and
+`tfcli.data.staleness.reencode_reason` for splits. Splits and their recipe keys:
 
     parallel: train (data.src, data.tgt), valid (data.valid_src, data.valid_tgt),
               test (data.test_src, data.test_tgt)
@@ -63,7 +65,7 @@ def tokenizer_files(recipe: Recipe, kind: Kind) -> dict[str, Path]:
     if recipe.tokenizer.path:
         paths = side_paths(Path(recipe.tokenizer.path), joint)
     else:
-        paths = RunDir(Path(recipe.run_dir)).tokenizers(joint)
+        paths = RunDir(recipe.run_dir).tokenizers(joint)
     return {"text": paths["src"]} if kind == "text" else paths
 
 
@@ -72,25 +74,26 @@ def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
 
     With tokenizer.path set, that file is used as is (TokenizerError if missing or invalid).
     """
-    from tfcli.tokenizer import training as tt
-    from tfcli.tokenizer import vocab as tk
+    from tfcli.tokenizer.staleness import retrain_reason
+    from tfcli.tokenizer.training import build_tokenizers, training_inputs
+    from tfcli.tokenizer.vocab import load_tokenizer
 
     paths = tokenizer_files(recipe, kind)
     if recipe.tokenizer.path:
         for p in dict.fromkeys(paths.values()):
-            tk.load_tokenizer(p)  # one clear error now rather than in the middle of encoding
+            load_tokenizer(p)  # one clear error now rather than in the middle of encoding
         return paths
     cfg = recipe.tokenizer
-    sides = RunDir(Path(recipe.run_dir)).tokenizers(cfg.joint)
-    inputs = tt.training_inputs(recipe.data, cfg.joint)
-    reason = tt.stale_reason(sides, inputs, cfg)
+    sides = RunDir(recipe.run_dir).tokenizers(cfg.joint)
+    inputs = training_inputs(recipe.data, cfg.joint)
+    reason = retrain_reason(sides, inputs, cfg)
     if reason is None:
         console.info(f"tokenize: {_names(sides)} up to date")
         return paths
     n = len({p for files in inputs.values() for p in files})
     what = f"{cfg.vocab_size:,}-piece {cfg.type.value}"
     console.step(f"tokenize: {reason}; training a {what} vocabulary on {n} file(s)")
-    tt.build_tokenizers(inputs, cfg, sides, show_progress=True)
+    build_tokenizers(inputs, cfg, sides, show_progress=True)
     console.success(f"tokenize: wrote {_names(sides)}")
     return paths
 
@@ -135,30 +138,6 @@ def _filters(recipe: Recipe, kind: Kind, split: str) -> dict:
     return {"min_len": 0, "max_len": recipe.model.max_positions - 1, "max_len_ratio": 0.0}
 
 
-def stale_reason(
-    out: Path, kind: Kind, files: dict[str, list[Path]], shas: dict[str, str], filters: dict
-) -> str | None:
-    """Why the split at `out` must be (re-)encoded; None when it is current."""
-    from tfcli.data.encoding import input_fingerprints
-    from tfcli.data.split import open_split
-
-    if not out.exists():
-        return "not encoded yet"
-    try:
-        meta = open_split(out).meta
-    except DataError:
-        return "the encoded files are incomplete or corrupt"
-    if meta.get("kind") != kind:
-        return f"it holds {meta.get('kind')} data"
-    if meta.get("tokenizer_sha256") != shas:
-        return "the tokenizer changed"
-    if meta.get("inputs") != input_fingerprints(files):
-        return "the input files changed"
-    if meta.get("filters") != filters:
-        return "the length filters changed"
-    return None
-
-
 def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[str, Path]:
     """Encode each split the recipe names into RUN_DIR/data/<split> when missing or stale
     (or always, with `force`).
@@ -167,20 +146,21 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
     The tokenizer must exist (call ensure_tokenizer first).
     """
     from tfcli.data import encoding
-    from tfcli.tokenizer.vocab import file_sha256
+    from tfcli.data.staleness import reencode_reason
+    from tfcli.tokenizer.staleness import file_sha256
 
     toks = tokenizer_files(recipe, kind)
     for p in dict.fromkeys(toks.values()):
         if not p.is_file():
             raise DataError(f"tokenizer not found: {p}; train it first with `tfcli tokenize`")
     shas = {side: file_sha256(p) for side, p in toks.items()}
-    data_dir = Path(recipe.run_dir) / "data"
+    run = RunDir(recipe.run_dir)
     result: dict[str, Path] = {}
     current: list[str] = []
     for split, files in _split_inputs(recipe, kind).items():
-        out = data_dir / split
+        out = run.split(split)
         filters = _filters(recipe, kind, split)
-        reason = "--force" if force else stale_reason(out, kind, files, shas, filters)
+        reason = "--force" if force else reencode_reason(out, kind, files, shas, filters)
         result[split] = out
         if reason is None:
             current.append(split)
@@ -195,7 +175,7 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
             meta = encoding.encode_text(files["text"], toks["text"], out, overwrite=True, **filters)
         console.success(f"encode: {split}: {summary_line(meta)}")
     if current:
-        console.info(f"encode: {', '.join(current)} up to date in {data_dir}")
+        console.info(f"encode: {', '.join(current)} up to date in {run.data}")
     return result
 
 

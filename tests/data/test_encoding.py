@@ -1,4 +1,5 @@
-"""tfcli.data.encoding (and tfcli.data.line_encoder): text files -> encoded splits, filters, atomicity."""
+"""tfcli.data.encoding: text files -> encoded splits; ids, counts and statistics, length filters,
+input errors before anything is written, refusals, atomicity."""
 
 from __future__ import annotations
 
@@ -9,118 +10,15 @@ import numpy as np
 import pytest
 
 from tfcli.data.encoding import encode_parallel, encode_text
-from tfcli.data.split import TextData, open_split
+from tfcli.data.split import SideWriter, TextData, open_split
 from tfcli.errors import DataError
-from tfcli.tokenizer.vocab import file_sha256
+from tfcli.tokenizer.staleness import file_sha256
 
 ASSETS = Path(__file__).parents[1] / "assets"
 TRAIN_SRC, TRAIN_TGT = ASSETS / "enc_train.src", ASSETS / "enc_train.tgt"
 
-TRICKY = [
-    "",
-    " ",
-    "  ",
-    "a",
-    " a",
-    "a ",
-    "  two  leading  and  inner  spaces  ",
-    "tab\tinside and\ttrailing\t",
-    "nbsp\u00a0and ideographic\u3000space",
-    "ﬁne ligature, Ｆｕｌｌ width, ①",
-    "x\u2581y literal metaspace \u2581",
-    "\u2581",
-    "<s>",
-    "a <s> b",
-    "x<mask>y and <mask> here",
-    "<pad></s><unk>",
-    "＜s＞ fullwidth brackets",
-    "日本語のテキストと中文文本",
-    "emoji 😀 👍🏽 👩‍👩‍👧",
-    "e\u0301 combining n\u0303 \u0915\u093f",
-    "ΣΑΣ ΟΔΟΣ İstanbul ß Ǆ",
-    "carriage\rreturn inside",
-    "control \x00\x01 chars",
-    "w" * 250,
-    "Привет, мир! Это небольшой текст.",
-]
 
-
-def _train(tmp: Path, name: str, **cfg) -> Path:
-    from tfcli.recipe.schema import TokenizerConfig
-    from tfcli.tokenizer.training import train_tokenizer
-    from tfcli.tokenizer.vocab import save_tokenizer
-
-    c = TokenizerConfig(**{"vocab_size": 300, "min_frequency": 1, **cfg})
-    tok = train_tokenizer([TRAIN_SRC, TRAIN_TGT, ASSETS / "tok_corpus.txt"], c, show_progress=False)
-    path = tmp / f"{name}.json"
-    save_tokenizer(tok, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tok_path(tmp_path_factory) -> Path:
-    return _train(tmp_path_factory.mktemp("tok"), "bpe")
-
-
-def _reference(tok_path: Path, lines: list[str]) -> list[list[int]]:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tok_path))
-    return [e.ids for e in tok.encode_batch(lines, add_special_tokens=False)]
-
-
-def _rows(ids: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
-    ends = np.cumsum(lengths)
-    return [ids[e - n : e].tolist() for e, n in zip(ends, lengths, strict=True)]
-
-
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        {"type": "bpe"},
-        {"type": "bpe", "lowercase": True},
-        {"type": "bpe", "nfkc": False},
-        {"type": "wordpiece"},
-        {"type": "unigram"},
-        {"type": "bpe", "pre_tokenizer": "byte_level"},
-    ],
-    ids=lambda c: "-".join(str(v) for v in c.values()),
-)
-def test_line_encoder_equals_the_tokenizer(tmp_path, cfg):
-    """The word cache (and the full path for byte-level) gives the tokenizer's ids exactly."""
-    from tfcli.data.line_encoder import LineEncoder
-    from tfcli.recipe.schema import PreTokenizer, TokenizerType
-
-    cfg = {
-        "type": TokenizerType(cfg.pop("type")),
-        "pre_tokenizer": PreTokenizer(cfg.pop("pre_tokenizer", "metaspace")),
-        **cfg,
-    }
-    path = _train(tmp_path, "t", **cfg)
-    enc = LineEncoder(path, cache_words=40)  # tiny: the cache is reset between chunks
-    assert (enc.plan is None) == (cfg["pre_tokenizer"].value == "byte_level")
-    corpus = TRAIN_SRC.read_text(encoding="utf-8").splitlines()
-    lines = TRICKY + corpus[:60] + TRICKY[::-1] + corpus[60:]
-    for chunk in (lines[:30], lines[30:31], lines[31:], [""], ["", ""], TRICKY[-1:]):
-        ids, lengths = enc(chunk)
-        assert ids.dtype == np.uint32 and lengths.dtype == np.int64
-        assert _rows(ids, lengths) == _reference(path, chunk)
-
-
-def test_python_normal_form_check_implies_tokenizers_identity():
-    """Every code point Python calls NFKC-normalized is left unchanged by tokenizers' NFKC: the
-    word cache skips the tokenizer's normalizer for such text (see LineEncoder._normalize)."""
-    import unicodedata
-
-    from tokenizers import normalizers
-
-    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and c != 10]
-    ok = [ch for ch in chars if unicodedata.is_normalized("NFKC", ch)]
-    out = normalizers.NFKC().normalize_str("\n".join(ok)).split("\n")
-    assert [a for a, b in zip(ok, out, strict=True) if a != b] == []
-
-
-def test_encode_parallel_round_trip(tmp_path, tok_path):
+def test_encode_parallel_round_trip(tmp_path, tok_path, reference):
     meta = encode_parallel(
         [TRAIN_SRC], [TRAIN_TGT], tok_path, tok_path, tmp_path / "train", **NOFILTER
     )
@@ -128,8 +26,8 @@ def test_encode_parallel_round_trip(tmp_path, tok_path):
     src = TRAIN_SRC.read_text(encoding="utf-8").splitlines()
     tgt = TRAIN_TGT.read_text(encoding="utf-8").splitlines()
     assert len(data) == len(src) == meta["num_examples"] == 128
-    assert [data.src[i].tolist() for i in range(len(data))] == _reference(tok_path, src)
-    assert [data.tgt[i].tolist() for i in range(len(data))] == _reference(tok_path, tgt)
+    assert [data.src[i].tolist() for i in range(len(data))] == reference(tok_path, src)
+    assert [data.tgt[i].tolist() for i in range(len(data))] == reference(tok_path, tgt)
     assert meta["dtype"] == "uint16" and data.src.ids.dtype == np.dtype("<u2")
     offsets = np.fromfile(tmp_path / "train" / "src.idx", dtype="<i8")
     assert offsets[0] == 0 and offsets[-1] == meta["num_tokens"]["src"] == data.src.num_tokens
@@ -156,7 +54,7 @@ def test_encode_parallel_round_trip(tmp_path, tok_path):
 NOFILTER = {"min_len": 0, "max_len": 0, "show_progress": False}
 
 
-def test_encode_text_round_trip_gz_and_several_files(tmp_path, tok_path):
+def test_encode_text_round_trip_gz_and_several_files(tmp_path, tok_path, reference):
     import gzip
 
     lines = TRAIN_TGT.read_text(encoding="utf-8").splitlines()
@@ -167,10 +65,10 @@ def test_encode_text_round_trip_gz_and_several_files(tmp_path, tok_path):
     data = open_split(tmp_path / "mono")
     expected = TRAIN_SRC.read_text(encoding="utf-8").splitlines() + lines[:50]
     assert isinstance(data, TextData) and meta["kind"] == "text"
-    assert [data.text[i].tolist() for i in range(len(data))] == _reference(tok_path, expected)
+    assert [data.text[i].tolist() for i in range(len(data))] == reference(tok_path, expected)
 
 
-def test_several_parallel_files_pair_in_order_across_chunks(tmp_path, tok_path):
+def test_several_parallel_files_pair_in_order_across_chunks(tmp_path, tok_path, reference):
     src = TRAIN_SRC.read_text(encoding="utf-8").splitlines()
     tgt = TRAIN_TGT.read_text(encoding="utf-8").splitlines()
     files = []
@@ -182,42 +80,15 @@ def test_several_parallel_files_pair_in_order_across_chunks(tmp_path, tok_path):
     srcs, tgts = files[0::2], files[1::2]
     encode_parallel(srcs, tgts, tok_path, tok_path, tmp_path / "d", chunk_lines=7, **NOFILTER)
     data = open_split(tmp_path / "d")
-    assert [data.src[i].tolist() for i in range(len(data))] == _reference(tok_path, src)
-    assert [data.tgt[i].tolist() for i in range(len(data))] == _reference(tok_path, tgt)
+    assert [data.src[i].tolist() for i in range(len(data))] == reference(tok_path, src)
+    assert [data.tgt[i].tolist() for i in range(len(data))] == reference(tok_path, tgt)
 
 
-def test_worker_processes_give_identical_files(tmp_path, tok_path):
-    a = encode_parallel(
-        [TRAIN_SRC],
-        [TRAIN_TGT],
-        tok_path,
-        tok_path,
-        tmp_path / "a",
-        workers=1,
-        chunk_lines=16,
-        **NOFILTER,
-    )
-    b = encode_parallel(
-        [TRAIN_SRC],
-        [TRAIN_TGT],
-        tok_path,
-        tok_path,
-        tmp_path / "b",
-        workers=2,
-        chunk_lines=16,
-        **NOFILTER,
-    )
-    assert b["workers"] == 2
-    for name in ("src.bin", "src.idx", "tgt.bin", "tgt.idx"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert a["lengths"] == b["lengths"] and a["num_tokens"] == b["num_tokens"]
-
-
-def test_length_filters_and_their_counts(tmp_path, tok_path):
+def test_length_filters_and_their_counts(tmp_path, tok_path, reference):
     src = TRAIN_SRC.read_text(encoding="utf-8").splitlines()
     tgt = TRAIN_TGT.read_text(encoding="utf-8").splitlines()
-    ls = np.array([len(r) for r in _reference(tok_path, src)])
-    lt = np.array([len(r) for r in _reference(tok_path, tgt)])
+    ls = np.array([len(r) for r in reference(tok_path, src)])
+    lt = np.array([len(r) for r in reference(tok_path, tgt)])
     lo, hi, ratio = 4, 20, 1.5
     short = np.minimum(ls, lt) < lo
     long = ~short & (np.maximum(ls, lt) > hi)
@@ -248,9 +119,9 @@ def test_length_filters_and_their_counts(tmp_path, tok_path):
     assert meta["filters"] == {"min_len": lo, "max_len": hi, "max_len_ratio": ratio}
 
 
-def test_text_filters(tmp_path, tok_path):
+def test_text_filters(tmp_path, tok_path, reference):
     lines = TRAIN_SRC.read_text(encoding="utf-8").splitlines()
-    n = np.array([len(r) for r in _reference(tok_path, lines)])
+    n = np.array([len(r) for r in reference(tok_path, lines)])
     meta = encode_text(
         [TRAIN_SRC], tok_path, tmp_path / "t", min_len=5, max_len=15, show_progress=False
     )
@@ -265,7 +136,7 @@ def test_everything_filtered_is_an_error(tmp_path, tok_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_uint32_when_the_vocabulary_does_not_fit_uint16(tmp_path):
+def test_uint32_when_the_vocabulary_does_not_fit_uint16(tmp_path, reference):
     """A hand-built 70,005-piece tokenizer: one piece per CJK/Hangul/… character."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -286,7 +157,7 @@ def test_uint32_when_the_vocabulary_does_not_fit_uint16(tmp_path):
     meta = encode_text([tmp_path / "x.txt"], path, tmp_path / "t", **NOFILTER)
     data = open_split(tmp_path / "t")
     assert meta["dtype"] == "uint32" and data.text.ids.dtype == np.dtype("<u4")
-    assert [data.text[i].tolist() for i in range(2)] == _reference(path, lines)
+    assert [data.text[i].tolist() for i in range(2)] == reference(path, lines)
     assert max(data.text[0]) > 65_535
 
 
@@ -339,8 +210,8 @@ def test_empty_and_missing_files(tmp_path, tok_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_a_split_made_with_another_tokenizer_is_refused(tmp_path, tok_path):
-    other = _train(tmp_path, "other", vocab_size=260)
+def test_a_split_made_with_another_tokenizer_is_refused(tmp_path, tok_path, make_tokenizer):
+    other = make_tokenizer(tmp_path, "other", vocab_size=260)
     out = tmp_path / "data" / "train"
     encode_text([TRAIN_SRC], tok_path, out, show_progress=False)
     encode_text([TRAIN_TGT], tok_path, out, show_progress=False)  # same tokenizer: replaced
@@ -366,23 +237,24 @@ def test_a_directory_that_is_not_a_split_is_refused(tmp_path, tok_path):
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
 def test_failure_midway_leaves_the_old_split_untouched(tmp_path, tok_path, monkeypatch, exc):
-    import tfcli.data.encoding as ds
-
+    """A Ctrl-C or crash while the ids are being written (here: the third append to a side's
+    files) leaves the previous split byte for byte, and no temporary directory."""
     out = tmp_path / "train"
     encode_text([TRAIN_SRC], tok_path, out, show_progress=False)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real = ds._write_chunk
+    real = SideWriter.append
     calls = []
 
-    def flaky(*a, **k):
+    def flaky(self, *a, **k):
         calls.append(1)
         if len(calls) == 3:
             raise exc("interrupted")
-        return real(*a, **k)
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(ds, "_write_chunk", flaky)
+    monkeypatch.setattr(SideWriter, "append", flaky)
     with pytest.raises(exc):
         encode_text([TRAIN_TGT], tok_path, out, chunk_lines=10, show_progress=False)
+    assert len(calls) == 3
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert _leftovers(tmp_path) == ["train"]
 

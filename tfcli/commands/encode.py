@@ -10,6 +10,7 @@ import click
 from tfcli import console
 from tfcli.commands.options import load_recipe, recipe_options
 from tfcli.recipe.schema import Recipe
+from tfcli.run_dir import RunDir
 
 
 def _summary(metas: dict[str, dict]) -> None:
@@ -218,6 +219,35 @@ def encode(
       tfcli encode demo-mlm --kind text        # the recipe's data.text, for pretrain-mlm
       tfcli encode my.yaml --force             # re-encode everything
     """
+    explicit = _check_inputs(src, tgt, text, output, kind)
+    flags = {
+        "data.min_len": min_len,
+        "data.max_len": max_len,
+        "data.max_len_ratio": max_len_ratio,
+        "tokenizer.path": tokenizer,
+    }
+    r = load_recipe(recipe, overrides, run_dir, **flags)
+    if explicit:
+        out = output if output is not None else RunDir(r.run_dir).split(split)
+        n = len(src) + len(tgt) + len(text)
+        console.step(f"encode: {n} input pattern(s) -> {out}")
+        metas = {split: _encode_files(r, src, tgt, text, out, max_len is not None, force, workers)}
+        console.success(f"wrote {out}")
+    else:
+        metas = _encode_recipe(r, kind, force)
+    _summary(metas)
+    if as_json:
+        console.out.print_json(json.dumps(metas, ensure_ascii=False))
+
+
+def _check_inputs(
+    src: tuple[str, ...],
+    tgt: tuple[str, ...],
+    text: tuple[str, ...],
+    output: Path | None,
+    kind: str | None,
+) -> bool:
+    """Refuse contradictory input flags; True when files are given (else the recipe's splits)."""
     if bool(src) != bool(tgt):
         raise click.UsageError("--src and --tgt go together (line-aligned parallel files)")
     if text and src:
@@ -231,21 +261,4 @@ def encode(
         )
     if kind is not None and explicit:
         raise click.UsageError("--kind picks the recipe's data; with --src/--tgt or --text drop it")
-    flags = {
-        "data.min_len": min_len,
-        "data.max_len": max_len,
-        "data.max_len_ratio": max_len_ratio,
-        "tokenizer.path": tokenizer,
-    }
-    r = load_recipe(recipe, overrides, run_dir, **flags)
-    if explicit:
-        out = output if output is not None else Path(r.run_dir) / "data" / split
-        n = len(src) + len(tgt) + len(text)
-        console.step(f"encode: {n} input pattern(s) -> {out}")
-        metas = {split: _encode_files(r, src, tgt, text, out, max_len is not None, force, workers)}
-        console.success(f"wrote {out}")
-    else:
-        metas = _encode_recipe(r, kind, force)
-    _summary(metas)
-    if as_json:
-        console.out.print_json(json.dumps(metas, ensure_ascii=False))
+    return explicit

@@ -13,7 +13,7 @@ from tfcli.errors import TfcliError
 from tfcli.recipe import loader as recipe_mod
 from tfcli.recipe import schema
 from tfcli.recipe.schema import PreTokenizer, TokenizerType
-from tfcli.run_dir import side_paths
+from tfcli.run_dir import RunDir, side_paths
 
 
 def _is_recipe(arg: str) -> bool:
@@ -27,9 +27,9 @@ def _output(output: Path | None, run_dir: str) -> Path:
     """The joint tokenizer path (-o, a directory in which to put tokenizer.json, or the run's)."""
     from tfcli.textio import ensure_dir
 
-    path = output if output is not None else Path(run_dir) / "tokenizer.json"
+    path = output if output is not None else RunDir(run_dir).tokenizer
     if path.is_dir():
-        path = path / "tokenizer.json"
+        path = RunDir(path).tokenizer  # a directory gets the name a run directory uses
     ensure_dir(path.parent)  # fail before a long training run, not after it
     return path
 
@@ -56,16 +56,18 @@ def _show(tok_path: Path, texts: tuple[str, ...]) -> None:
 
 
 def _summary(results: dict[str, Any], paths: dict[str, Path], cfg: schema.TokenizerConfig) -> None:
+    """The summary table: one column per trained tokenizer (results from build_tokenizers)."""
     from tfcli.tokenizer.training import sample_stats
 
     sides = ["src"] if paths["src"] == paths["tgt"] else ["src", "tgt"]
-    stats = {s: sample_stats(results[s].tokenizer, results[s].sample) for s in sides}
+    stats = {s: sample_stats(results[s].tokenizer, results[s].stats.sample) for s in sides}
 
     def row(label: str, fn: Any) -> list[str]:
         return [label] + [fn(results[s], stats[s]) for s in sides]
 
     settings = f"{cfg.type.value}, {cfg.pre_tokenizer.value}" + (", NFKC" if cfg.nfkc else "")
     settings += ", lowercase" if cfg.lowercase else ""
+    max_lines = f" (max_lines {cfg.max_lines:,})" if cfg.max_lines else ""
     rows = [
         row("tokenizer", lambda r, s: str(paths["src"] if r is results["src"] else paths["tgt"])),
         row("model", lambda r, s: settings),
@@ -73,27 +75,23 @@ def _summary(results: dict[str, Any], paths: dict[str, Path], cfg: schema.Tokeni
             "vocab size",
             lambda r, s: f"{r.tokenizer.get_vocab_size():,} (asked {cfg.vocab_size:,})",
         ),
-        row("files", lambda r, s: f"{len(r.files)}"),
-        row(
-            "lines",
-            lambda r, s: (
-                f"{r.lines:,}" + (f" (max_lines {cfg.max_lines:,})" if cfg.max_lines else "")
-            ),
-        ),
-        row("characters", lambda r, s: f"{r.chars:,}"),
+        row("files", lambda r, s: f"{len(r.stats.files)}"),
+        row("lines", lambda r, s: f"{r.stats.lines:,}{max_lines}"),
+        row("characters", lambda r, s: f"{r.stats.chars:,}"),
         row(
             "tokens / line",
-            lambda r, s: f"{s['tokens_per_line']:.1f} (on {len(r.sample):,} sampled lines)",
+            lambda r, s: f"{s['tokens_per_line']:.1f} (on {len(r.stats.sample):,} sampled lines)",
         ),
         row("characters / token", lambda r, s: f"{s['chars_per_token']:.2f}"),
         row("unknown-token rate", lambda r, s: f"{100 * s['unk_rate']:.3f}%"),
-        row(
-            "time",
-            lambda r, s: f"{r.seconds:.1f} s ({r.lines / max(r.seconds, 1e-9):,.0f} lines/s)",
-        ),
+        row("time", lambda r, s: _speed(r.stats)),
     ]
     columns = None if len(sides) == 1 else ["", "source", "target"]
     console.show(console.table("Tokenizer", rows, columns))
+
+
+def _speed(stats: Any) -> str:
+    return f"{stats.seconds:.1f} s ({stats.lines / max(stats.seconds, 1e-9):,.0f} lines/s)"
 
 
 @click.command()
@@ -217,7 +215,7 @@ def tokenize(
     }
     r = load_recipe(recipe, overrides, run_dir, **flags)
     if show:
-        default = output if output is not None else Path(r.run_dir) / "tokenizer.json"
+        default = output if output is not None else RunDir(r.run_dir).tokenizer
         _show(tok_path or default, show)
         return
     _train(r, files, output)

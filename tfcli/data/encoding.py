@@ -2,9 +2,10 @@
 
 Inputs are validated before anything is written (existence, emptiness, line alignment), the
 lines are tokenized by `LineEncoder`s (in worker processes for large inputs, see
-`tfcli.data.pool`), length-filtered, and written with `dataset.SideWriter` into a temporary
-directory renamed into place, so readers never see a partial split. The format itself lives in
-`tfcli.data.split`.
+`tfcli.data.pool`), length-filtered, and written with `split.SideWriter` into a temporary
+directory renamed into place (`textio.atomic_dir`), so readers never see a partial split. The
+format itself lives in `tfcli.data.split`; what meta.json records for staleness, in
+`tfcli.data.staleness`.
 """
 
 from __future__ import annotations
@@ -21,28 +22,12 @@ import numpy as np
 
 from tfcli import console
 from tfcli.data.pool import Job, Runner, auto_workers, iter_jobs
-from tfcli.data.split import DTYPES, FORMAT, VERSION, SideWriter, read_meta
+from tfcli.data.split import DTYPES, FORMAT, META_NAME, VERSION, SideWriter, read_meta
+from tfcli.data.staleness import input_fingerprints
 from tfcli.errors import DataError
 from tfcli.textio import atomic_dir
 
 _REASONS = ("too_short", "too_long", "ratio")
-
-
-def input_fingerprints(files: dict[str, list[Path]]) -> list[dict]:
-    """[{"side", "path" (absolute), "size", "mtime"}] per input file, in order (staleness)."""
-    out = []
-    for side, paths in files.items():
-        for p in paths:
-            st = Path(p).stat()
-            out.append(
-                {
-                    "side": side,
-                    "path": str(Path(p).resolve()),
-                    "size": st.st_size,
-                    "mtime": st.st_mtime,
-                }
-            )
-    return out
 
 
 def count_lines(path: Path) -> int:
@@ -174,7 +159,8 @@ def _encode(
     workers: int | None,
     chunk_lines: int,
 ) -> dict:
-    from tfcli.tokenizer.vocab import file_sha256, load_tokenizer
+    from tfcli.tokenizer.staleness import file_sha256
+    from tfcli.tokenizer.vocab import load_tokenizer
 
     start = time.perf_counter()
     files = {s: [Path(p) for p in ps] for s, ps in files.items()}
@@ -195,19 +181,8 @@ def _encode(
         finally:
             for w in writers.values():
                 w.close()
-        if seen != total:
-            raise DataError(
-                f"inputs changed while encoding ({seen} lines read, {total} counted); run again"
-            )
         kept = writers[next(iter(files))].num_examples
-        if kept == 0:
-            counts = ", ".join(
-                f"{r}: {int(n)}" for r, n in zip(_REASONS, dropped[1:], strict=True) if n
-            )
-            raise DataError(
-                f"all {total} examples were dropped by the length filters ({counts}); "
-                "relax min_len / max_len / max_len_ratio"
-            )
+        _check_counts(seen, total, kept, dropped)
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -224,10 +199,27 @@ def _encode(
             "seconds": round(time.perf_counter() - start, 3),
             "workers": nworkers,
         }
-        (tmp / "meta.json").write_text(
+        # Inside the atomic directory: fsynced and renamed with the ids, disk full reported.
+        (tmp / META_NAME).write_text(
             json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     return meta
+
+
+def _check_counts(seen: int, total: int, kept: int, dropped: np.ndarray) -> None:
+    """Every counted line was read, and some survived the length filters."""
+    if seen != total:
+        raise DataError(
+            f"inputs changed while encoding ({seen} lines read, {total} counted); run again"
+        )
+    if kept == 0:
+        counts = ", ".join(
+            f"{r}: {int(n)}" for r, n in zip(_REASONS, dropped[1:], strict=True) if n
+        )
+        raise DataError(
+            f"all {total} examples were dropped by the length filters ({counts}); "
+            "relax min_len / max_len / max_len_ratio"
+        )
 
 
 def _run(

@@ -13,8 +13,10 @@ from itertools import chain
 from pathlib import Path
 
 import numpy as np
+from tokenizers import normalizers
 
-_SPACE = "\u2581"  # the Metaspace replacement character
+from tfcli.tokenizer.vocab import SPACE, load_tokenizer
+
 _PER_CHAR = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase"}
 
 
@@ -47,7 +49,7 @@ def _word_plan(cfg: dict) -> _WordPlan | None:
     if norm_cfg and norm_cfg.get("type") != "Sequence":
         items = [norm_cfg]
     kinds = [i.get("type") for i in items]
-    prepend_all = bool(kinds) and kinds[-1] == "Prepend" and items[-1].get("prepend") == _SPACE
+    prepend_all = bool(kinds) and kinds[-1] == "Prepend" and items[-1].get("prepend") == SPACE
     if prepend_all:
         kinds = kinds[:-1]
     if not set(kinds) <= _PER_CHAR:
@@ -55,7 +57,7 @@ def _word_plan(cfg: dict) -> _WordPlan | None:
     pre = cfg.get("pre_tokenizer") or {}
     stages = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     meta = stages[0] if stages else {}
-    if meta.get("type") != "Metaspace" or meta.get("replacement") != _SPACE:
+    if meta.get("type") != "Metaspace" or meta.get("replacement") != SPACE:
         return None
     if not meta.get("split", True) or any(s.get("type") != "Split" for s in stages[1:]):
         return None
@@ -83,10 +85,6 @@ class LineEncoder:
     """
 
     def __init__(self, tok_path: Path, cache_words: int = 200_000) -> None:
-        from tokenizers import normalizers
-
-        from tfcli.tokenizer.vocab import load_tokenizer
-
         self.tok = load_tokenizer(Path(tok_path))
         self.tok.no_truncation()
         self.tok.no_padding()
@@ -181,7 +179,7 @@ class LineEncoder:
         # One Unicode normal form: Python's quick check skips text that is already normalized
         # (most of it). Python's tables are newer than the tokenizers crate's, so "already
         # normalized" here means the tokenizer leaves it unchanged too (checked for every code
-        # point in tests/test_dataset.py); the other lines go through the tokenizer's code.
+        # point in tests/data/test_line_encoder.py); the other lines go through the tokenizer.
         if unicodedata.is_normalized(norm[0], text):
             return text
         lines = text.split("\n")
@@ -286,9 +284,9 @@ class LineEncoder:
         tokenize = self._model.tokenize
         if self.plan is not None and self.plan.split_more:
             pre = self._pre.pre_tokenize_str
-            rows = [[t.id for p, _ in pre(_SPACE + w) for t in tokenize(p)] for w in words]
+            rows = [[t.id for p, _ in pre(SPACE + w) for t in tokenize(p)] for w in words]
         else:
-            rows = [[t.id for t in tokenize(_SPACE + w)] for w in words]
+            rows = [[t.id for t in tokenize(SPACE + w)] for w in words]
         lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
         n0, n1, used = self._n, self._n + len(words), self._used

@@ -30,6 +30,7 @@ from tfcli.tokenizer.vocab import BOS, EOS, PAD
 FORMAT = "tfcli-ids"
 VERSION = 1
 SIDES = {"parallel": ("src", "tgt"), "text": ("text",)}
+META_NAME = "meta.json"  # beside the ids: what a directory must hold to be a split
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 _OFFSET_DTYPE = np.dtype("<i8")
 
@@ -102,10 +103,15 @@ class TextData:
         return len(self.text)
 
 
+def is_split(path: Path) -> bool:
+    """Whether `path` is an encoded split directory (it holds a meta.json)."""
+    return (Path(path) / META_NAME).is_file()
+
+
 def read_meta(path: Path) -> dict:
     """meta.json of an encoded split directory; DataError if missing or not a tfcli split."""
     path = Path(path)
-    meta_path = path / "meta.json"
+    meta_path = path / META_NAME
     if not path.is_dir():
         raise DataError(f"encoded split not found: {path}; create it with `tfcli encode`")
     try:

@@ -1,7 +1,13 @@
-"""Tokenizers: subword vocabularies (BPE, WordPiece, Unigram) trained with HF tokenizers.
+"""Tokenizers: the subword vocabularies (BPE, WordPiece, Unigram, via HF tokenizers) that turn
+text into ids. This package owns what a tfcli vocabulary is (the fixed special ids every later
+stage relies on, exact round trips), how one is trained from a recipe's text, and the record of
+what it was trained from that decides when `train` must retrain it.
 
-vocab.py      tokenizer files: load, save (+ a readable vocab dump), describe; the fixed
-              special ids (<pad> 0, <unk> 1, <s> 2, </s> 3, <mask> 4)
-training.py   train a vocabulary from text files, and decide when it must be retrained
-              (what it was trained from is recorded in tokenizer.meta.json)
+vocab.py       the vocabulary files: the fixed special ids (<pad> 0, <unk> 1, <s> 2, </s> 3,
+               <mask> 4), building an empty tokenizer for a config, load, save (+ a readable
+               vocab dump), describe
+training.py    which files a recipe trains on, the HF trainer, streaming the lines in, sample
+               statistics; build_tokenizers trains, saves and records (tfcli tokenize)
+staleness.py   tokenizer.meta.json: what a vocabulary was trained from (settings + input
+               fingerprints, its sha256) and why it must be retrained (retrain_reason)
 """

@@ -1,52 +1,39 @@
-"""Training subword vocabularies (`tfcli tokenize`): inputs, trainers, sample stats, staleness.
+"""Training subword vocabularies (`tfcli tokenize`): inputs, trainers, streaming, statistics.
 
-The tokenizer's structure (specials at fixed ids, pre-tokenizers, exact round trips) is
-described in `tfcli.tokenizer.vocab`, which also loads and saves them; this module builds an empty
-tokenizer from a `TokenizerConfig`, streams the training files into the HF trainer, and records
-what a tokenizer was trained from so `pipeline` can tell when it is stale.
+What a tfcli vocabulary is (specials at fixed ids, pre-tokenizers, exact round trips) and how an
+empty one is built live in `tfcli.tokenizer.vocab`; this module picks a recipe's training files,
+streams them into the HF trainer, and saves the result with a record of what it was trained
+from (`tfcli.tokenizer.staleness`), so `pipeline` can tell when to retrain.
 
 This module imports `tokenizers` at import time; commands import it lazily.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenizers import (
-    AddedToken,
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    trainers,
-)
+from tokenizers import Tokenizer, pre_tokenizers, trainers
 
 from tfcli import console
 from tfcli.errors import DataError, TokenizerError
-from tfcli.recipe.loader import to_dict
 from tfcli.recipe.schema import DataConfig, PreTokenizer, TokenizerConfig, TokenizerType
-from tfcli.textio import atomic_write_text, expand_inputs, iter_chunks, iter_lines
+from tfcli.textio import expand_inputs, iter_chunks, iter_lines
+from tfcli.tokenizer.staleness import write_training_meta
 from tfcli.tokenizer.vocab import (
-    META_FORMAT,
-    SPACE,
     SPECIALS,
     UNK,
     check_specials,
-    file_sha256,
-    meta_path,
-    read_training_meta,
+    empty_tokenizer,
     save_tokenizer,
+    special_tokens,
 )
 
-_BLOCK_LINES = 1024  # lines handed to the trainer per Python -> Rust call
-_WP_CHUNK = 100  # longest word WordPiece tokenizes (its default); longer ones are cut first
-_SAMPLE_LINES = 2_000  # at least this many lines (evenly spread) for tokens/line and <unk> rate
+# Tuning knobs, read at each call (tests lower them to exercise the sampling on small inputs):
+BLOCK_LINES = 1024  # lines handed to the trainer per Python -> Rust call
+SAMPLE_LINES = 2_000  # at least this many lines (evenly spread) for tokens/line and <unk> rate
 
 
 def training_inputs(data: DataConfig, joint: bool) -> dict[str, list[Path]]:
@@ -82,56 +69,24 @@ def min_vocab_size(cfg: TokenizerConfig) -> int:
     return len(SPECIALS) + alphabet + 1
 
 
-def _specials() -> list[AddedToken]:
-    # <mask> eats the spaces around it: the masked word's own word-start marker stands for them.
-    return [
-        AddedToken(s, special=True, lstrip=s == "<mask>", rstrip=s == "<mask>", normalized=False)
-        for s in SPECIALS
-    ]
-
-
-def _empty_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
-    """An untrained tokenizer with the model, normaliser, pre-tokenizer and decoder for `cfg`."""
-    wordpiece = cfg.type is TokenizerType.WORDPIECE
-    if cfg.type is TokenizerType.BPE:
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    elif wordpiece:
-        tok = Tokenizer(
-            models.WordPiece(
-                unk_token="<unk>", continuing_subword_prefix="", max_input_chars_per_word=_WP_CHUNK
-            )
+def _check_vocab_size(cfg: TokenizerConfig) -> None:
+    need = min_vocab_size(cfg)
+    if cfg.vocab_size < need:
+        what = f"{len(SPECIALS)} special tokens"
+        if cfg.pre_tokenizer is PreTokenizer.BYTE_LEVEL:
+            what += " + 256 byte symbols"
+        raise TokenizerError(
+            f"tokenizer.vocab_size {cfg.vocab_size} is too small: a {cfg.pre_tokenizer.value} "
+            f"{cfg.type.value} vocabulary needs at least {need} ({what} + 1 piece); raise it"
         )
-    else:
-        tok = Tokenizer(models.Unigram())
-    norms = []
-    if cfg.nfkc:
-        norms.append(normalizers.NFKC())
-    if cfg.lowercase:
-        norms.append(normalizers.Lowercase())
-    if cfg.pre_tokenizer is PreTokenizer.METASPACE:
-        norms.append(normalizers.Prepend(SPACE))
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(SPACE, prepend_scheme="never", split=True)
-        tok.decoder = decoders.Metaspace(SPACE, prepend_scheme="always", split=True)
-    else:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        tok.decoder = decoders.ByteLevel()
-    if wordpiece:
-        # WordPiece maps a whole word longer than max_input_chars_per_word to <unk> (and its
-        # greedy longest match is quadratic in the word length), so long words (a CJK sentence
-        # has no spaces) are cut into chunks of that size first. Decoding stays exact: pieces
-        # carry no continuation prefix.
-        chunk = pre_tokenizers.Split(Regex(rf"[\s\S]{{1,{_WP_CHUNK}}}"), "isolated")
-        tok.pre_tokenizer = pre_tokenizers.Sequence([tok.pre_tokenizer, chunk])
-    if norms:
-        tok.normalizer = normalizers.Sequence(norms)
-    return tok
 
 
-def _trainer(cfg: TokenizerConfig) -> trainers.Trainer:
+def trainer_for(cfg: TokenizerConfig) -> trainers.Trainer:
+    """The HF trainer for `cfg`: its model type, vocab_size, min_frequency, specials first."""
     byte_level = cfg.pre_tokenizer is PreTokenizer.BYTE_LEVEL
     # Byte-level vocabularies hold all 256 byte symbols even if unseen: no input is ever <unk>.
     alphabet = pre_tokenizers.ByteLevel.alphabet() if byte_level else []
-    common = dict(vocab_size=cfg.vocab_size, special_tokens=_specials(), show_progress=False)
+    common = dict(vocab_size=cfg.vocab_size, special_tokens=special_tokens(), show_progress=False)
     if cfg.type is TokenizerType.BPE:
         return trainers.BpeTrainer(
             min_frequency=cfg.min_frequency, initial_alphabet=alphabet, **common
@@ -148,15 +103,31 @@ def _trainer(cfg: TokenizerConfig) -> trainers.Trainer:
 
 
 @dataclass
-class TrainResult:
-    """A trained tokenizer and what it was trained on."""
+class TrainStats:
+    """What training read; pass one to `train_tokenizer(..., stats=)` to have it filled in."""
 
-    tokenizer: Tokenizer
-    files: list[Path]
+    files: list[Path] = field(default_factory=list)
     lines: int = 0
     chars: int = 0
     seconds: float = 0.0
     sample: list[str] = field(default_factory=list)  # every k-th line, k doubling to keep < 4,000
+
+    def to_meta(self) -> dict:
+        """The "stats" entry of tokenizer.meta.json (what `tfcli inspect` shows)."""
+        return {
+            "files": len(self.files),
+            "lines": self.lines,
+            "chars": self.chars,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class TrainResult:
+    """One side's trained tokenizer and what it was trained on (from `build_tokenizers`)."""
+
+    tokenizer: Tokenizer
+    stats: TrainStats
 
 
 def _line_budgets(n_files: int, max_lines: int) -> list[int]:
@@ -185,7 +156,7 @@ class _Corpus:
 
     def _keep(self, block: list[str]) -> None:
         self.sample.extend(block[(-self.lines) % self._stride :: self._stride])
-        while len(self.sample) >= 2 * _SAMPLE_LINES:  # halve: keep multiples of 2 * stride
+        while len(self.sample) >= 2 * SAMPLE_LINES:  # halve: keep multiples of 2 * stride
             self.sample = self.sample[::2]
             self._stride *= 2
 
@@ -199,7 +170,7 @@ class _Corpus:
             self.on_file(i, path)
             lines = iter_lines(path)
             try:
-                for block in iter_chunks(lines, _BLOCK_LINES):
+                for block in iter_chunks(lines, BLOCK_LINES):
                     if self.max_lines and n + len(block) > cap:
                         block = block[: cap - n]
                     self._keep(block)
@@ -257,20 +228,15 @@ class _Progress:
             self.progress.update(self.task, description=f"learning {self.what}")
 
 
-def _check_vocab_size(cfg: TokenizerConfig) -> None:
-    need = min_vocab_size(cfg)
-    if cfg.vocab_size < need:
-        what = f"{len(SPECIALS)} special tokens"
-        if cfg.pre_tokenizer is PreTokenizer.BYTE_LEVEL:
-            what += " + 256 byte symbols"
-        raise TokenizerError(
-            f"tokenizer.vocab_size {cfg.vocab_size} is too small: a {cfg.pre_tokenizer.value} "
-            f"{cfg.type.value} vocabulary needs at least {need} ({what} + 1 piece); raise it"
-        )
-
-
-def train(files: list[Path], cfg: TokenizerConfig, show_progress: bool = True) -> TrainResult:
-    """Train a tokenizer on the lines of `files` (plain or .gz, strict UTF-8) as `cfg` says.
+def train_tokenizer(
+    files: list[Path],
+    cfg: TokenizerConfig,
+    show_progress: bool = True,
+    *,
+    stats: TrainStats | None = None,
+) -> Tokenizer:
+    """Train a tokenizer on the lines of `files` (plain or .gz, strict UTF-8) as `cfg` says;
+    specials at ids 0..4 (see `tfcli.tokenizer.vocab`). With `stats`, records what was read.
 
     Raises TokenizerError when cfg.vocab_size cannot hold the specials (and byte alphabet),
     DataError on unreadable/invalid/empty inputs.
@@ -281,7 +247,7 @@ def train(files: list[Path], cfg: TokenizerConfig, show_progress: bool = True) -
             "no input files to train a tokenizer on; pass files or set data.* in the recipe"
         )
     _check_vocab_size(cfg)
-    tok, trainer = _empty_tokenizer(cfg), _trainer(cfg)
+    tok, trainer = empty_tokenizer(cfg), trainer_for(cfg)
     what = f"a {cfg.vocab_size:,}-piece {cfg.type.value} vocabulary"
     start = time.perf_counter()
     with _Progress(show_progress, len(files), what) as progress:
@@ -294,22 +260,16 @@ def train(files: list[Path], cfg: TokenizerConfig, show_progress: bool = True) -
     if corpus.chars == 0:
         names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         raise DataError(f"no text in {names}: the tokenizer needs at least one non-empty line")
-    check_specials(tok, "trained tokenizer")  # an invariant of _specials(); cheap to verify
+    check_specials(tok, "trained tokenizer")  # an invariant of special_tokens(); cheap to verify
     if tok.get_vocab_size() > cfg.vocab_size:
         console.warn(
             f"the vocabulary has {tok.get_vocab_size():,} entries, more than vocab_size "
             f"{cfg.vocab_size:,}: the training text has more distinct characters than that"
         )
-    return TrainResult(
-        tok, files, corpus.lines, corpus.chars, time.perf_counter() - start, corpus.sample
-    )
-
-
-def train_tokenizer(
-    files: list[Path], cfg: TokenizerConfig, show_progress: bool = True
-) -> Tokenizer:
-    """Train a tokenizer on `files` as `cfg` says; specials at ids 0..4 (see module docstring)."""
-    return train(files, cfg, show_progress).tokenizer
+    if stats is not None:
+        stats.files, stats.lines, stats.chars = files, corpus.lines, corpus.chars
+        stats.seconds, stats.sample = time.perf_counter() - start, corpus.sample
+    return tok
 
 
 def sample_stats(tok: Tokenizer, lines: list[str]) -> dict[str, float]:
@@ -325,91 +285,6 @@ def sample_stats(tok: Tokenizer, lines: list[str]) -> dict[str, float]:
     }
 
 
-# --- staleness: what a tokenizer was trained from --------------------------------------------
-
-
-def training_fingerprint(files: list[Path], cfg: TokenizerConfig) -> dict:
-    """The resolved tokenizer config plus each input's path, size and mtime.
-
-    Two fingerprints are equal exactly when retraining would see the same settings and (barring
-    same-size edits within one mtime tick) the same bytes. `tokenizer.path` is left out: it
-    says where to find a tokenizer, not how to train one.
-    """
-    config = to_dict(cfg)
-    config.pop("path", None)
-    inputs = []
-    for f in files:
-        st = Path(f).stat()
-        inputs.append(
-            {"path": str(Path(f).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        )
-    return {"config": config, "inputs": inputs}
-
-
-def write_training_meta(
-    paths: dict[str, Path],
-    inputs: dict[str, list[Path]],
-    cfg: TokenizerConfig,
-    stats: dict | None = None,
-) -> Path:
-    """Record, beside the tokenizer(s), the fingerprint each side was trained from."""
-    sides = {
-        side: {
-            "tokenizer": paths[side].name,
-            "sha256": file_sha256(paths[side]),
-            "fingerprint": training_fingerprint(inputs[side], cfg),
-        }
-        for side in ("src", "tgt")
-    }
-    meta = {
-        "format": META_FORMAT,
-        "version": 1,
-        "joint": paths["src"] == paths["tgt"],
-        "sides": sides,
-    }
-    if stats is not None:
-        meta["stats"] = stats
-    target = meta_path(paths["src"])
-    atomic_write_text(target, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-    return target
-
-
-def stale_reason(
-    paths: dict[str, Path], inputs: dict[str, list[Path]], cfg: TokenizerConfig
-) -> str | None:
-    """Why the tokenizer(s) at `paths` must be retrained for `inputs` and `cfg`; None if current.
-
-    `paths` as from tokenizer_paths, `inputs` as from training_inputs.
-    """
-    for side in ("src", "tgt"):
-        if not paths[side].is_file():
-            return f"{paths[side]} does not exist"
-    meta = read_training_meta(meta_path(paths["src"]))
-    if meta is None:
-        return f"{meta_path(paths['src'])} is missing or unreadable"
-    for side in ("src", "tgt"):
-        recorded = (meta.get("sides") or {}).get(side) or {}
-        if recorded.get("tokenizer") != paths[side].name:
-            return f"{paths[side].name} was not trained with the current tokenizer.joint setting"
-        if recorded.get("sha256") != file_sha256(paths[side]):
-            return f"{paths[side]} was modified after training"
-        now = training_fingerprint(inputs[side], cfg)
-        before = recorded.get("fingerprint") or {}
-        if before.get("config") != now["config"]:
-            old = before.get("config") or {}
-            changed = [k for k in now["config"] if old.get(k) != now["config"][k]]
-            return "tokenizer settings changed: " + ", ".join(f"tokenizer.{k}" for k in changed)
-        if before.get("inputs") != now["inputs"]:
-            old_paths = [i.get("path") for i in before.get("inputs") or []]
-            if old_paths != [i["path"] for i in now["inputs"]]:
-                return f"the {side} training files changed"
-            changed = [
-                i["path"] for i, j in zip(now["inputs"], before["inputs"], strict=True) if i != j
-            ]
-            return f"{Path(changed[0]).name} changed since the tokenizer was trained"
-    return None
-
-
 def build_tokenizers(
     inputs: dict[str, list[Path]],
     cfg: TokenizerConfig,
@@ -418,8 +293,8 @@ def build_tokenizers(
 ) -> dict[str, TrainResult]:
     """Train (once when joint), save each tokenizer with its vocab dump, and write the meta file.
 
-    `inputs` and `paths` are keyed "src"/"tgt" (see training_inputs, tokenizer_paths); when the
-    two paths are equal one joint tokenizer is trained. Returns the TrainResult per side.
+    `inputs` and `paths` are keyed "src"/"tgt" (see training_inputs, `RunDir.tokenizers`); when
+    the two paths are equal one joint tokenizer is trained. Returns the TrainResult per side.
     """
     results: dict[str, TrainResult] = {}
     for side in ("src", "tgt"):
@@ -428,17 +303,10 @@ def build_tokenizers(
             continue
         if show_progress and paths["src"] != paths["tgt"]:
             console.step(f"tokenize: {side} side")
-        results[side] = train(inputs[side], cfg, show_progress)
+        stats = TrainStats()
+        tok = train_tokenizer(inputs[side], cfg, show_progress, stats=stats)
+        results[side] = TrainResult(tok, stats)
     for side in ("src", "tgt"):
         save_tokenizer(results[side].tokenizer, paths[side])
-    stats = {
-        side: {
-            "files": len(r.files),
-            "lines": r.lines,
-            "chars": r.chars,
-            "seconds": round(r.seconds, 3),
-        }
-        for side, r in results.items()
-    }
-    write_training_meta(paths, inputs, cfg, stats)
+    write_training_meta(paths, inputs, cfg, {s: r.stats.to_meta() for s, r in results.items()})
     return results

@@ -18,28 +18,29 @@ WordPiece pieces carry no `##` continuation prefix: word starts are already mark
 byte-level space symbol), so decoding is plain concatenation and stays exact. `<mask>` strips
 the spaces around it (as in RoBERTa), so "The <mask> sat" puts the mask where a word would be.
 
-Training, sample statistics and staleness live in `tfcli.tokenizer.training`. This module
-imports `tokenizers` at import time; commands import it lazily.
+`empty_tokenizer` builds that structure for a `TokenizerConfig`; training it lives in
+`tfcli.tokenizer.training`, and what it was trained from in `tfcli.tokenizer.staleness`. This
+module imports `tokenizers` at import time; commands import it lazily.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
-from tokenizers import (
-    Tokenizer,
-)
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from tfcli.errors import TokenizerError
+from tfcli.recipe.schema import PreTokenizer, TokenizerConfig, TokenizerType
 from tfcli.textio import atomic_path, atomic_write_text
+from tfcli.tokenizer.staleness import file_sha256, recorded_stats
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
 SPACE = "▁"  # U+2581, the metaspace word-start marker
-META_FORMAT = "tfcli-tokenizer-meta"
+# The longest word WordPiece tokenizes (HF's default); longer ones are cut into chunks first.
+WORDPIECE_MAX_CHARS = 100
 
 
 def check_specials(tok: Tokenizer, where: str) -> None:
@@ -82,13 +83,55 @@ def tokenizer_from_json(text: str) -> Tokenizer:
     return tok
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# --- building: the structure described above ---------------------------------------------------
+
+
+def special_tokens() -> list[AddedToken]:
+    """The specials as HF added tokens, in id order (a trainer puts them at ids 0..4)."""
+    # <mask> eats the spaces around it: the masked word's own word-start marker stands for them.
+    return [
+        AddedToken(s, special=True, lstrip=s == "<mask>", rstrip=s == "<mask>", normalized=False)
+        for s in SPECIALS
+    ]
+
+
+def empty_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
+    """An untrained tokenizer with the model, normaliser, pre-tokenizer and decoder for `cfg`."""
+    wordpiece = cfg.type is TokenizerType.WORDPIECE
+    if cfg.type is TokenizerType.BPE:
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    elif wordpiece:
+        tok = Tokenizer(
+            models.WordPiece(
+                unk_token="<unk>",
+                continuing_subword_prefix="",
+                max_input_chars_per_word=WORDPIECE_MAX_CHARS,
+            )
+        )
+    else:
+        tok = Tokenizer(models.Unigram())
+    norms = []
+    if cfg.nfkc:
+        norms.append(normalizers.NFKC())
+    if cfg.lowercase:
+        norms.append(normalizers.Lowercase())
+    if cfg.pre_tokenizer is PreTokenizer.METASPACE:
+        norms.append(normalizers.Prepend(SPACE))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(SPACE, prepend_scheme="never", split=True)
+        tok.decoder = decoders.Metaspace(SPACE, prepend_scheme="always", split=True)
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+    if wordpiece:
+        # WordPiece maps a whole word longer than max_input_chars_per_word to <unk> (and its
+        # greedy longest match is quadratic in the word length), so long words (a CJK sentence
+        # has no spaces) are cut into chunks of that size first. Decoding stays exact: pieces
+        # carry no continuation prefix.
+        chunk = pre_tokenizers.Split(Regex(rf"[\s\S]{{1,{WORDPIECE_MAX_CHARS}}}"), "isolated")
+        tok.pre_tokenizer = pre_tokenizers.Sequence([tok.pre_tokenizer, chunk])
+    if norms:
+        tok.normalizer = normalizers.Sequence(norms)
+    return tok
 
 
 # --- saving, describing ----------------------------------------------------------------------
@@ -160,34 +203,14 @@ def describe_tokenizer(path: Path) -> dict:
     ids = range(len(SPECIALS), size)
     step = max(1, len(ids) // 10)
     out["sample_pieces"] = [tok.id_to_token(i) for i in ids[::step][:10]]
-    meta = read_training_meta(meta_path(path)) or {}
-    for side, info in (meta.get("sides") or {}).items():
-        stats = (meta.get("stats") or {}).get(side)
-        if info.get("tokenizer") == path.name and isinstance(stats, dict):
-            out["trained_on"] = (
-                f"{stats.get('files')} file(s), {stats.get('lines', 0):,} lines, "
-                f"{stats.get('chars', 0):,} characters, {stats.get('seconds', 0):.1f} s"
-            )
-            break
+    stats = recorded_stats(path)
+    if stats is not None:
+        out["trained_on"] = (
+            f"{stats.get('files')} file(s), {stats.get('lines', 0):,} lines, "
+            f"{stats.get('chars', 0):,} characters, {stats.get('seconds', 0):.1f} s"
+        )
     return out
 
 
 def _stem(path: Path) -> str:
     return path.name.removesuffix(".json")
-
-
-def meta_path(path: Path) -> Path:
-    """tokenizer.json, tokenizer.src.json and tokenizer.tgt.json -> tokenizer.meta.json."""
-    stem = _stem(Path(path))
-    for side in (".src", ".tgt"):
-        stem = stem[: -len(side)] if stem.endswith(side) else stem
-    return Path(path).with_name(f"{stem}.meta.json")
-
-
-def read_training_meta(path: Path) -> dict | None:
-    """A tokenizer.meta.json's content, or None when it is missing or not one of ours."""
-    try:
-        meta = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == META_FORMAT else None

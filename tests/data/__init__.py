@@ -1,0 +1,1 @@
+"""Tests of tfcli.data, one file per module."""

@@ -1,0 +1,93 @@
+"""tfcli.data.line_encoder: the word cache gives the tokenizer's ids exactly, for every tokenizer
+type and for tricky lines (spaces, added tokens' text, normalisation, CJK, emoji, control
+characters); and the Unicode shortcut it takes is sound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfcli.data.line_encoder import LineEncoder
+from tfcli.recipe.schema import PreTokenizer, TokenizerType
+
+ASSETS = Path(__file__).parents[1] / "assets"
+TRAIN_SRC = ASSETS / "enc_train.src"
+
+
+TRICKY = [
+    "",
+    " ",
+    "  ",
+    "a",
+    " a",
+    "a ",
+    "  two  leading  and  inner  spaces  ",
+    "tab\tinside and\ttrailing\t",
+    "nbsp\u00a0and ideographic\u3000space",
+    "ﬁne ligature, Ｆｕｌｌ width, ①",
+    "x\u2581y literal metaspace \u2581",
+    "\u2581",
+    "<s>",
+    "a <s> b",
+    "x<mask>y and <mask> here",
+    "<pad></s><unk>",
+    "＜s＞ fullwidth brackets",
+    "日本語のテキストと中文文本",
+    "emoji 😀 👍🏽 👩‍👩‍👧",
+    "e\u0301 combining n\u0303 \u0915\u093f",
+    "ΣΑΣ ΟΔΟΣ İstanbul ß Ǆ",
+    "carriage\rreturn inside",
+    "control \x00\x01 chars",
+    "w" * 250,
+    "Привет, мир! Это небольшой текст.",
+]
+
+
+def _rows(ids: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    ends = np.cumsum(lengths)
+    return [ids[e - n : e].tolist() for e, n in zip(ends, lengths, strict=True)]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"type": "bpe"},
+        {"type": "bpe", "lowercase": True},
+        {"type": "bpe", "nfkc": False},
+        {"type": "wordpiece"},
+        {"type": "unigram"},
+        {"type": "bpe", "pre_tokenizer": "byte_level"},
+    ],
+    ids=lambda c: "-".join(str(v) for v in c.values()),
+)
+def test_line_encoder_equals_the_tokenizer(tmp_path, cfg, make_tokenizer, reference):
+    """The word cache (and the full path for byte-level) gives the tokenizer's ids exactly."""
+    cfg = {
+        "type": TokenizerType(cfg.pop("type")),
+        "pre_tokenizer": PreTokenizer(cfg.pop("pre_tokenizer", "metaspace")),
+        **cfg,
+    }
+    path = make_tokenizer(tmp_path, "t", **cfg)
+    enc = LineEncoder(path, cache_words=40)  # tiny: the cache is reset between chunks
+    assert (enc.plan is None) == (cfg["pre_tokenizer"].value == "byte_level")
+    corpus = TRAIN_SRC.read_text(encoding="utf-8").splitlines()
+    lines = TRICKY + corpus[:60] + TRICKY[::-1] + corpus[60:]
+    for chunk in (lines[:30], lines[30:31], lines[31:], [""], ["", ""], TRICKY[-1:]):
+        ids, lengths = enc(chunk)
+        assert ids.dtype == np.uint32 and lengths.dtype == np.int64
+        assert _rows(ids, lengths) == reference(path, chunk)
+
+
+def test_python_normal_form_check_implies_tokenizers_identity():
+    """Every code point Python calls NFKC-normalized is left unchanged by tokenizers' NFKC: the
+    word cache skips the tokenizer's normalizer for such text (see LineEncoder._normalize)."""
+    import unicodedata
+
+    from tokenizers import normalizers
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and c != 10]
+    ok = [ch for ch in chars if unicodedata.is_normalized("NFKC", ch)]
+    out = normalizers.NFKC().normalize_str("\n".join(ok)).split("\n")
+    assert [a for a, b in zip(ok, out, strict=True) if a != b] == []

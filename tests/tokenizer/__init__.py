@@ -1,0 +1,1 @@
+"""Tests of tfcli.tokenizer, one file per module."""
