@@ -27,19 +27,19 @@ def test_demo_recipes_read_the_demo_files(name):
 
 
 def test_dir_moves_relative_paths_and_keeps_overrides(tmp_path):
-    r = qs._recipe("demo-tiny", ("train.max_steps=7",), tmp_path / "w", {"train.device": "cpu"})
+    r = qs.demo_recipe("demo-tiny", ("train.max_steps=7",), tmp_path / "w", {"train.device": "cpu"})
     assert r.run_dir == str(tmp_path / "w" / "runs" / "demo-tiny")
     assert r.data.src == [str(tmp_path / "w" / "demo" / "train.src")]
     assert r.data.test_tgt == [str(tmp_path / "w" / "demo" / "test.tgt")]
     assert r.train.max_steps == 7 and r.train.device.value == "cpu"
-    same = qs._recipe("demo-mlm", (), Path("."), {"train.device": None})
+    same = qs.demo_recipe("demo-mlm", (), Path("."), {"train.device": None})
     assert same.data.text == ["demo/mono.train.txt"], "default --dir leaves paths as written"
 
 
 def test_showcase_picks_distinct_rule_lines():
     sources = ["I have two cups.", "She sold seventy-one cups.", "He counted ninety books.", "x"]
-    assert qs._showcase(sources) == [1, 2]
-    assert qs._showcase(["a.", "b."]) == [0, 1], "falls back to the first lines"
+    assert qs.showcase_lines(sources) == [1, 2]
+    assert qs.showcase_lines(["a.", "b."]) == [0, 1], "falls back to the first lines"
 
 
 def test_bad_override_fails_before_any_work(tmp_path):

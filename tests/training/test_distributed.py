@@ -38,6 +38,16 @@ def test_single_process_needs_no_process_group():
     assert d.device == torch.device("cpu")
 
 
+def test_one_process_agrees_with_itself_and_moves_only_tensors():
+    d = distributed.setup(Device.CPU)
+    tokens = torch.tensor(12)
+    assert d.agree(tokens, False) == (tokens, False) and d.agree(7, True) == (7, True)
+    batch = {"src": torch.zeros(2, 3, dtype=torch.long), "tokens": 5}
+    moved = distributed.to_device(batch, torch.device("cpu"))
+    assert moved["tokens"] == 5 and moved["src"].device.type == "cpu"
+    assert moved["src"].shape == (2, 3)
+
+
 def test_training_on_a_missing_device_is_a_training_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(TrainingError, match="train.device is cuda but PyTorch sees no CUDA GPU"):

@@ -1,25 +1,22 @@
 """The shared training loop, driven by a tiny objective so each test runs in about a second.
 
-`ToyModel`/`ToyObjective` (also imported by test_state.py, test_faults.py and
-test_distributed.py) implement the Objective protocol of docs/ARCHITECTURE.md over variable-length
-padded sequences, so token normalisation, accumulation, skipping, stopping rules and checkpoints
-are exercised exactly as with the real objectives, without tokenizers or data files.
+`ToyModel`/`ToyObjective` (also imported by the tests of state, faults, validation,
+checkpointing and display) implement the Objective protocol (training/objective.py) over
+variable-length padded sequences, so token normalisation, accumulation, skipping, stopping rules
+and checkpoints are exercised exactly as with the real objectives, without tokenizers or data.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tfcli.checkpoints import files as ckpt
 from tfcli.checkpoints import steps as run_checkpoints
-from tfcli.errors import CheckpointError, TrainingError
 from tfcli.recipe.loader import from_dict
 from tfcli.training.loop import train
 
@@ -176,53 +173,3 @@ def test_max_minutes_stops_and_saves(tmp_path):
     summary, _ = run_toy(tmp_path, max_steps=1000, max_minutes=1e-6)
     assert summary["stopped"] == "max_minutes" and summary["steps"] == 1
     assert run_checkpoints.list_checkpoints(tmp_path)[-1].name == "step-00000001.safetensors"
-
-
-def test_full_disk_keeps_previous_checkpoints(tmp_path, monkeypatch):
-    run_toy(tmp_path, max_steps=4)
-    real = ckpt.write_safetensors
-
-    def full(f, tensors, metadata):
-        f.write(b"x" * 100)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(ckpt, "write_safetensors", full)
-    with pytest.raises(CheckpointError, match="disk full.*previous files are intact"):
-        run_toy(tmp_path, max_steps=8, resume=True)
-    monkeypatch.setattr(ckpt, "write_safetensors", real)
-    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert names == ["best.safetensors", "step-00000004.safetensors", "step-00000004.state.pt"]
-    ckpt.load_state_dict(tmp_path / "checkpoints" / "step-00000004.safetensors")
-
-
-def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_tb(name, *args, **kwargs):
-        if name.startswith("torch.utils.tensorboard"):
-            raise ImportError("No module named 'tensorboard'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tb)
-    with pytest.raises(TrainingError, match=r"pip install 'tfcli\[tensorboard\]'"):
-        run_toy(tmp_path, tensorboard=True)
-
-
-def test_live_display_on_a_terminal(tmp_path, monkeypatch):
-    """On a terminal the progress line is live (redrawn, transient); validation lines stay."""
-    import io
-
-    from rich.console import Console
-
-    from tfcli import console
-
-    buf = io.StringIO()
-    fake = Console(file=buf, force_terminal=True, width=200)
-    monkeypatch.setattr(console, "console", fake)
-    run_toy(tmp_path, max_steps=4, eval_every=2)
-    out = buf.getvalue()
-    assert "valid step 2 | loss" in out and "valid step 4" in out
-    assert "\x1b[" in out  # cursor control: the live line, not a log line per step
-    assert "step 1/4 | epoch" not in out  # periodic log lines are for non-terminals only

@@ -10,7 +10,7 @@ from torch import nn
 
 from tfcli.errors import RecipeError
 from tfcli.recipe.schema import OptimConfig, OptimizerName, Schedule
-from tfcli.training.optim import build_optimizer, build_scheduler, lr_lambda
+from tfcli.training.optim import build_optimizer, build_scheduler, lr_lambda, scale_and_clip
 
 
 def lrs(cfg: OptimConfig, max_steps: int, n: int) -> list[float]:
@@ -96,3 +96,16 @@ def test_adamw_decays_matrices_only_and_counts_tied_weights_once():
     assert all(p.ndim == 1 for p in no_decay["params"])  # biases, norm gains
     n_params = sum(len(g["params"]) for g in opt.param_groups)
     assert n_params == len(list(model.parameters()))
+
+
+def test_scale_and_clip_is_one_multiply_of_the_gradients():
+    """Gradients of a summed loss over 4 tokens -> of the mean (scale 1/4), clipped to norm 1."""
+    grads = [torch.tensor([6.0, 8.0]), torch.tensor([0.0])]  # norm 10 -> 2.5 after scaling
+    norm, bad = scale_and_clip(grads, 0.25, clip_norm=1.0)
+    assert norm.item() == pytest.approx(2.5) and not bad
+    assert torch.linalg.vector_norm(torch.cat(grads)).item() == pytest.approx(1.0, rel=1e-5)
+    unclipped = [torch.tensor([6.0, 8.0])]
+    norm, _ = scale_and_clip(unclipped, torch.tensor(0.25), clip_norm=0.0)  # 0 = no clipping
+    assert norm.item() == pytest.approx(2.5) and unclipped[0].tolist() == [1.5, 2.0]
+    _, bad = scale_and_clip([torch.tensor([float("inf")])], 1.0, clip_norm=1.0)
+    assert bad  # the loop skips this update

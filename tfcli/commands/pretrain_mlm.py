@@ -1,15 +1,19 @@
-"""`tfcli pretrain-mlm`: BERT-style masked-LM pretraining of the encoder."""
+"""`tfcli pretrain-mlm`: BERT-style masked-LM pretraining of the encoder.
+
+Parses the options, loads the recipe, runs `training.setup.pretrain_mlm` (data, MaskedLM,
+loop) and renders its summary."""
 
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from typing import Any
 
 import click
 
 from tfcli import console
 from tfcli.commands.options import load_recipe, training_options
-from tfcli.errors import TfcliError
+from tfcli.recipe.schema import Recipe
+from tfcli.run_dir import RunDir
 
 
 @click.command("pretrain-mlm")
@@ -44,40 +48,32 @@ def pretrain_mlm(
       echo "twenty-one, twenty-two, <mask>." | tfcli decode runs/bert-mini-mlm
       tfcli train my-mt.yaml --set model.init_encoder_from=runs/bert-mini-mlm
     """
-    from tfcli.training import session
+    from tfcli.training import setup
 
     if resume:
-        recipe = session.resume_recipe(recipe, overrides, run_dir)
-    flags = {"--device": device, "--max-steps": max_steps, "--max-minutes": max_minutes}
+        recipe = setup.resume_recipe(recipe, overrides, run_dir)  # the run's resolved recipe
     r = load_recipe(
         recipe,
         overrides,
         run_dir,
         **{"train.device": device, "train.max_steps": max_steps, "train.max_minutes": max_minutes},
     )
-    if not r.data.text:
-        raise TfcliError(
-            "pretrain-mlm needs monolingual text: set data.text (and data.valid_text) in the "
-            "recipe or with --set data.text=FILE"
-        )
-    if r.train.max_steps <= 0 and r.train.max_epochs <= 0 and r.train.max_minutes <= 0:
-        raise TfcliError(
-            "nothing would stop training: set train.max_steps, train.max_epochs or "
-            "train.max_minutes (e.g. --max-steps 10000)"
-        )
-    from tfcli.training.mlm import pretrain
+    flags = {"--device": device, "--max-steps": max_steps, "--max-minutes": max_minutes}
+    again = setup.resume_command("pretrain-mlm", recipe, overrides, run_dir, flags)
+    summary = setup.pretrain_mlm(r, resume=resume, force=force)
+    if summary["rank"] == 0:
+        _report(r, summary)
+    setup.raise_if_interrupted(summary, again)  # exit 128 + signal, with the resume command
 
-    summary = pretrain(r, resume=resume, force=force)
-    if summary["rank"] != 0:
-        return
-    session.show_summary(summary, f"pretrain-mlm: {r.run_dir}")
-    if summary["stopped"] == "interrupted":
-        again = session.resume_command("pretrain-mlm", recipe, overrides, run_dir, flags)
-        console.warn(
-            f"pretraining was interrupted at step {summary['steps']}; resume with:\n  {again}"
-        )
-        raise click.exceptions.Exit(128 + int(summary["signal"]))
-    run = shlex.quote(str(summary["run_dir"]))
-    console.info(f"metrics: {Path(summary['run_dir']) / 'metrics.jsonl'}")
+
+def _report(r: Recipe, s: dict[str, Any]) -> None:
+    """The end-of-pretraining summary (stderr) and what to do with the encoder next."""
+    from tfcli.training import setup
+
+    setup.show_summary(s, f"pretrain-mlm: {r.run_dir}")
+    if s["stopped"] == "interrupted":
+        return  # the error line that follows says how to resume
+    run = shlex.quote(str(s["run_dir"]))
+    console.info(f"metrics: {RunDir(s['run_dir']).metrics}")
     console.info(f'fill masks: [bold]echo "... <mask> ..." | tfcli decode {run}[/]')
     console.info(f"warm-start a translation model: set [bold]model.init_encoder_from: {run}[/]")

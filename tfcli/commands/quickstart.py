@@ -16,6 +16,11 @@ import click
 
 from tfcli import console
 from tfcli.recipe.schema import Device, Recipe
+from tfcli.run_dir import RunDir
+
+# Where the test split's translations go (RUN_DIR/test.hyp): quickstart's own file, not one
+# that any other command reads or writes.
+TEST_HYPOTHESES = "test.hyp"
 
 # Source words that show a French rule the model had to learn (the first test line with each
 # is shown): 70-99 built on soixante / quatre-vingt, 'et un' and feminine 'une', le 1er.
@@ -105,8 +110,8 @@ def quickstart(
     """
     started = time.perf_counter()
     flags = {"train.device": device}
-    mt = _recipe("demo-tiny", overrides, workdir, flags)
-    mlm = None if no_mlm else _recipe("demo-mlm", mlm_overrides, workdir, flags)
+    mt = demo_recipe("demo-tiny", overrides, workdir, flags)
+    mlm = None if no_mlm else demo_recipe("demo-mlm", mlm_overrides, workdir, flags)
     rows: list[tuple[str, str, str]] = []
 
     def stage(name: str, run: Callable[[], str]) -> None:
@@ -139,7 +144,9 @@ def _ensure_demo(demo_dir: Path, size: str) -> str:
     return f"{demo_dir} ({sizes['n_train']:,} pairs)"
 
 
-def _recipe(name: str, overrides: tuple[str, ...], workdir: Path, flags: dict[str, Any]) -> Recipe:
+def demo_recipe(
+    name: str, overrides: tuple[str, ...], workdir: Path, flags: dict[str, Any]
+) -> Recipe:
     """The bundled recipe with `--set` overrides and flags; relative paths moved under workdir."""
     from tfcli.commands.options import load_recipe
 
@@ -157,14 +164,12 @@ def _under(workdir: Path, path: str) -> str:
 
 def _train_translation(r: Recipe) -> str:
     """tokenize + encode + train, exactly as `tfcli train` does (starting the run over)."""
-    from tfcli.commands.train import _run
-    from tfcli.training import session
+    from tfcli.training import setup
 
     _announce_restart(r)
-    summary = _run(r, resume=False, force=True)
-    session.show_summary(summary, f"train: {r.run_dir}")
-    if summary["stopped"] == "interrupted":
-        raise click.exceptions.Exit(128 + int(summary["signal"]))
+    summary = setup.train_seq2seq(r, resume=False, force=True)
+    setup.show_summary(summary, f"train: {r.run_dir}")
+    setup.raise_if_interrupted(summary, None)  # quickstart starts over: nothing to resume
     best = summary.get("best")
     if not best:
         return f"{summary['steps']} updates, no validation"
@@ -197,11 +202,12 @@ def _score_test(r: Recipe) -> str:
     )
     translator = Translator(model, toks["src"], toks["tgt"], r.decode)
     hyps = [t.texts[0] for t in translator.translate(sources)]
-    atomic_write_text(Path(r.run_dir) / "test.hyp", "".join(h + "\n" for h in hyps))
+    hyp_path = Path(r.run_dir) / TEST_HYPOTHESES
+    atomic_write_text(hyp_path, "".join(h + "\n" for h in hyps))
     scores = bleu_chrf(hyps, references)
     rows = [
         (sources[i], references[i], hyps[i], "✓" if hyps[i] == references[i] else "✗")
-        for i in _showcase(sources)
+        for i in showcase_lines(sources)
     ]
     console.show(
         console.table(
@@ -211,12 +217,12 @@ def _score_test(r: Recipe) -> str:
     exact = sum(h == ref for h, ref in zip(hyps, references, strict=True))
     console.info(
         f"test: BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}, {exact}/{len(hyps)} sentences exact "
-        f"({scores['bleu_signature']}); hypotheses in {Path(r.run_dir) / 'test.hyp'}"
+        f"({scores['bleu_signature']}); hypotheses in {hyp_path}"
     )
     return f"BLEU {scores['bleu']:.1f}, chrF {scores['chrf']:.1f} ({exact}/{len(hyps)} exact)"
 
 
-def _showcase(sources: list[str], n: int = 4) -> list[int]:
+def showcase_lines(sources: list[str], n: int = 4) -> list[int]:
     """Indices of up to n test lines, each showing a different rule."""
     picked: list[int] = []
     for word in _SHOWCASE:
@@ -234,14 +240,12 @@ def _pretrain_and_fill(r: Recipe) -> str:
     from tfcli.checkpoints import steps as run_checkpoints
     from tfcli.decoding.translate import MaskFiller
     from tfcli.device import pick_device
-    from tfcli.training import session
-    from tfcli.training.mlm import pretrain
+    from tfcli.training import setup
 
     _announce_restart(r)
-    summary = pretrain(r, resume=False, force=True)
-    session.show_summary(summary, f"pretrain-mlm: {r.run_dir}")
-    if summary["stopped"] == "interrupted":
-        raise click.exceptions.Exit(128 + int(summary["signal"]))
+    summary = setup.pretrain_mlm(r, resume=False, force=True)
+    setup.show_summary(summary, f"pretrain-mlm: {r.run_dir}")
+    setup.raise_if_interrupted(summary, None)
     model, meta = ckpt.load_model(
         run_checkpoints.resolve_checkpoint(Path(r.run_dir)), pick_device(r.train.device)
     )
@@ -257,7 +261,7 @@ def _pretrain_and_fill(r: Recipe) -> str:
         rows.append((f.source, cands))
     console.show(console.table("Fill-mask (top 3 per <mask>)", rows, ["input", "candidates"]))
     accuracy = (summary.get("metrics") or {}).get("accuracy")
-    baseline = _majority_baseline(Path(r.run_dir) / "data" / "valid")
+    baseline = _majority_baseline(RunDir(r.run_dir).split("valid"))
     if accuracy is None:
         return "no validation text"
     return f"masked-token accuracy {accuracy:.2f} (most frequent token: {baseline:.2f})"

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn
 
 from tfcli import console
 from tfcli.errors import TrainingError
+from tfcli.run_dir import RunDir
+from tfcli.textio import atomic_write_text
 
 
 def _duration(seconds: float) -> str:
@@ -149,7 +150,8 @@ class Display:
 class MetricsLog:
     """metrics.jsonl (plus TensorBoard when asked), written by rank 0 only."""
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int | None):
+    def __init__(self, run: RunDir, enabled: bool, tensorboard: bool, resume_step: int | None):
+        """Start metrics.jsonl afresh, or with `resume_step` keep its lines up to that step."""
         self.f = None
         self.tb = None
         if not enabled:
@@ -162,8 +164,8 @@ class MetricsLog:
                     "train.tensorboard is on but the tensorboard package is missing; "
                     "pip install 'tfcli[tensorboard]' or set train.tensorboard=false"
                 ) from None
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-        path = run_dir / "metrics.jsonl"
+            self.tb = SummaryWriter(str(run.tensorboard))
+        path = run.metrics
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and path.exists():
             # Lines past the checkpoint we resume from describe work that is about to be redone.
@@ -174,8 +176,6 @@ class MetricsLog:
                         keep.append(line + "\n")
                 except json.JSONDecodeError:  # a line cut short by kill -9
                     continue
-            from tfcli.textio import atomic_write_text
-
             atomic_write_text(path, "".join(keep))
         self.f = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
 

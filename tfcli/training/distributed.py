@@ -63,6 +63,19 @@ class Dist:
         dist.all_gather_object(out, obj, group=self.control)
         return out
 
+    def agree(self, tokens: Any, want_stop: bool) -> tuple[Any, bool]:
+        """An update's normaliser summed over ranks (a 0-d tensor stays on the device), and
+        whether any rank wants to stop; as given on one process."""
+        if not self.enabled:
+            return tokens, want_stop
+        if isinstance(tokens, torch.Tensor):
+            tokens = tokens.detach().clone().float()
+            dist.all_reduce(tokens)
+            (stop,) = self.sum([float(want_stop)])
+            return tokens, stop > 0
+        total, stop = self.sum([float(tokens), float(want_stop)])
+        return total, stop > 0
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier(group=self.control)
@@ -96,6 +109,17 @@ def setup(pref: Device) -> Dist:
             ) from None
     control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
     return Dist(rank=rank, world=world, device=device, control=control, owns_group=owns)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch's tensors on `device` (through pinned memory to a GPU, without waiting);
+    other values as they are."""
+    pin = device.type == "cuda"
+    return {
+        k: (v.pin_memory().to(device, non_blocking=True) if pin else v.to(device))
+        if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }  # fmt: skip
 
 
 def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:

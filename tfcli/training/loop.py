@@ -14,52 +14,35 @@ non-finite flag accumulate on the device and are read every `train.log_every` up
 non-finite gradient skips its update inside the fused optimizer (its `found_inf` input), so
 skipping costs no sync either. On CPU, where a read is free, the flag is checked every update.
 
-Beside this file: state.py (what is saved with each checkpoint and restored by --resume, so that
-a resumed run replays exactly the batches and dropout masks of an uninterrupted one) and
-faults.py (non-finite updates, out of memory, Ctrl-C / SIGTERM).
+Beside this file: objective.py (the protocol), state.py (what is saved with each checkpoint and
+restored by --resume, so that a resumed run replays exactly the batches and dropout masks of an
+uninterrupted one), validation.py (evaluation, best, patience), checkpointing.py (writing step
+and best checkpoints) and faults.py (non-finite updates, out of memory, Ctrl-C / SIGTERM).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from tfcli import console
-from tfcli.checkpoints import files as ckpt
-from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import TrainingError
 from tfcli.recipe.schema import Precision, Recipe
 from tfcli.run_dir import RunDir
 from tfcli.training import distributed
 from tfcli.training.allocator import keep_freed_memory
+from tfcli.training.checkpointing import Checkpointer
 from tfcli.training.display import Display, MetricsLog
 from tfcli.training.faults import NonFiniteUpdates, StopSignals, is_oom, oom_message
 from tfcli.training.meter import TrainMeter
-from tfcli.training.optim import build_optimizer, build_scheduler
-from tfcli.training.state import BatchStream, Progress, latest_resumable, restore, save_step
-
-
-class Objective(Protocol):
-    """What one kind of training contributes to the loop (see docs/ARCHITECTURE.md)."""
-
-    kind: str  # "seq2seq" | "mlm"
-    primary_metric: str  # a key of evaluate()'s dict
-    higher_is_better: bool
-    budget_knob: str  # recipe key sizing a batch, named in out-of-memory errors
-
-    def train_batches(self, epoch: int, rank: int, world: int) -> list[Any]: ...
-
-    def collate(self, batch: Any) -> dict[str, Any]: ...
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]: ...
-
-    def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
-
+from tfcli.training.objective import Objective
+from tfcli.training.optim import build_optimizer, build_scheduler, scale_and_clip
+from tfcli.training.state import BatchStream, Progress, latest_resumable, restore
+from tfcli.training.validation import record_best, validate
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -71,6 +54,16 @@ def _amp_dtype(precision: Precision, device: torch.device) -> torch.dtype | None
     if precision is Precision.AUTO and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def _hardware(dist: distributed.Dist, amp: torch.dtype | None) -> dict[str, Any]:
+    """What the run trains on, for the checkpoint metadata."""
+    device = dist.device
+    return {
+        "device": device.type, "processes": dist.world,
+        "precision": "bf16" if amp is torch.bfloat16 else "fp32",
+        "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
+    }  # fmt: skip
 
 
 # --- the trainer -----------------------------------------------------------------------------
@@ -93,13 +86,13 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, recipe.optim, self.cfg.max_steps)
         self.fused = bool(self.optimizer.defaults.get("fused"))
         self.amp = _amp_dtype(self.cfg.precision, self.device)
+        self.hardware = _hardware(self.dist, self.amp)
         self.p = Progress()
         self.resumed_from: Path | None = None
         self.signals = StopSignals(self.dist.main)
-        self.last_eval = self.last_save = -1
+        self.checkpoints = Checkpointer(RunDir(self.run_dir), self.dist, self.cfg.keep_last)
+        self.last_eval = -1
         self.metrics: dict = {}  # latest validation record
-        self.best_at_step = -1  # step whose evaluation set a new best
-        self.last_checkpoint: Path | None = None
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers of bf16 autocast
             torch.backends.cudnn.allow_tf32 = True
@@ -120,7 +113,7 @@ class Trainer:
             dist=self.dist, seed=self.cfg.seed, run_dir=self.run_dir,
         )  # fmt: skip
         self.resumed_from = path
-        self.last_eval = self.last_save = self.p.step
+        self.last_eval = self.checkpoints.last_step = self.p.step
         if self.p.history:
             self.metrics = self.p.history[-1]
 
@@ -130,14 +123,6 @@ class Trainer:
         if self.amp is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp)
-
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        pin = self.device.type == "cuda"
-        return {
-            k: (v.pin_memory().to(self.device, non_blocking=True) if pin else v.to(self.device))
-            if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()
-        }  # fmt: skip
 
     def update(self, micro: list[Any], deadline: float | None = None) -> bool:
         """One optimizer update over the micro-batch descriptors `micro` (forward/backward each).
@@ -149,7 +134,7 @@ class Trainer:
         throughput: Any = 0
         loss_sum = nll_sum = None
         for i, desc in enumerate(micro):
-            batch = self._to_device(self.objective.collate(desc))
+            batch = distributed.to_device(self.objective.collate(desc), self.device)
             defer = self.dist.enabled and i < len(micro) - 1  # all-reduce once, on the last
             with self.ddp.no_sync() if defer else nullcontext():
                 with self._autocast():
@@ -165,7 +150,7 @@ class Trainer:
         want_stop = bool(self.stop_signal) or (
             deadline is not None and time.monotonic() >= deadline
         )
-        total, stop = self._agree(tokens, want_stop)
+        total, stop = self.dist.agree(tokens, want_stop)
         norm, bad = self._normalise_and_clip(total)
         if self.fused:
             self.optimizer.found_inf = bad.float()  # the kernel skips the update on the device
@@ -179,20 +164,6 @@ class Trainer:
         self.nonfinite.add(bad)
         return stop
 
-    def _agree(self, tokens: Any, want_stop: bool) -> tuple[Any, bool]:
-        """Sum the normaliser over ranks and learn whether any rank wants to stop."""
-        if not self.dist.enabled:
-            return tokens, want_stop
-        import torch.distributed as tdist
-
-        if isinstance(tokens, torch.Tensor):
-            tokens = tokens.detach().clone().float()
-            tdist.all_reduce(tokens)
-            (stop,) = self.dist.sum([float(want_stop)])
-            return tokens, stop > 0
-        total, stop = self.dist.sum([float(tokens), float(want_stop)])
-        return total, stop > 0
-
     def _normalise_and_clip(self, total: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradients of the summed loss -> of the per-token mean, clipped; one multiply.
 
@@ -204,11 +175,7 @@ class Trainer:
             scale: Any = self.dist.world / total.clamp(min=1)
         else:
             scale = self.dist.world / max(float(total), 1.0)
-        norm = torch.nn.utils.get_total_norm(grads, foreach=True) * scale
-        clip = self.recipe.optim.clip_norm
-        coef = scale * (clip / (norm + 1e-6)).clamp(max=1.0) if clip > 0 else scale
-        torch._foreach_mul_(grads, coef)
-        return norm, ~torch.isfinite(norm)
+        return scale_and_clip(grads, scale, self.recipe.optim.clip_norm)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -223,7 +190,7 @@ class Trainer:
         self.net.train()
         self.stream = BatchStream(self.objective, self.dist, cfg.max_epochs, self.p)
         self.log = MetricsLog(
-            self.run_dir, self.dist.main, cfg.tensorboard,
+            RunDir(self.run_dir), self.dist.main, cfg.tensorboard,
             self.p.step if self.resumed_from is not None else None,
         )  # fmt: skip
         self.meter = TrainMeter(self.device)
@@ -241,7 +208,7 @@ class Trainer:
         try:
             with self.signals, display:
                 self.display = display
-                while True:
+                while not p.stopped:
                     if cfg.max_steps and p.step >= cfg.max_steps:
                         p.stopped = "max_steps"
                         break
@@ -249,29 +216,33 @@ class Trainer:
                     if not micro:
                         p.stopped = "max_epochs"
                         break
-                    try:
-                        stop = self.update(micro, deadline)
-                    except Exception as e:
-                        if is_oom(e):
-                            raise TrainingError(self._oom_message()) from None
-                        raise
+                    stop = self._update_or_explain(micro, deadline)
                     p.step += 1
                     p.train_seconds = base + time.monotonic() - start
-                    self._after_update(deadline)
+                    self._after_update(deadline)  # may stop early: p.stopped = "patience"
                     if stop:
-                        timed_out = deadline is not None and time.monotonic() >= deadline
-                        p.stopped = (
-                            "interrupted" if self.stop_signal
-                            else "max_minutes" if timed_out
-                            else "stopped"  # another rank was signalled
-                        )  # fmt: skip
-                        break
-                    if p.stopped:  # early stopping decided at an evaluation
-                        break
+                        p.stopped = self._stop_reason(deadline)
                 self._finish()
         finally:
             self.log.close()
         return self._summary()
+
+    def _update_or_explain(self, micro: list[Any], deadline: float | None) -> bool:
+        """`update`, with running out of memory turned into what to lower."""
+        try:
+            return self.update(micro, deadline)
+        except Exception as e:
+            if is_oom(e):
+                raise TrainingError(self._oom_message()) from None
+            raise
+
+    def _stop_reason(self, deadline: float | None) -> str:
+        """Why `update` asked to stop: a signal here, the time limit, or another rank's signal."""
+        if self.stop_signal:
+            return "interrupted"
+        if deadline is not None and time.monotonic() >= deadline:
+            return "max_minutes"
+        return "stopped"  # another rank was signalled
 
     def _after_update(self, deadline: float | None) -> None:
         cfg, step = self.cfg, self.p.step
@@ -286,15 +257,15 @@ class Trainer:
             self._evaluate()
         if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and evaluated):
             self._save()
-        elif evaluated and self.best_at_step == step:
-            self._save_best_only()
-        if evaluated or step == self.last_save:
+        elif evaluated and self._new_best:
+            self.checkpoints.save_best(self.model, self._meta())
+        if evaluated or step == self.checkpoints.last_step:
             self.meter.t0 = time.monotonic()  # keep validation and saving out of tokens/s
 
     def _finish(self) -> None:
         """At the end: evaluate (unless interrupted) and save, once, if not already done."""
         p = self.p
-        if p.step == 0 or p.step == self.last_save:
+        if p.step == 0 or p.step == self.checkpoints.last_step:
             return
         if p.stopped != "interrupted" and self.last_eval != p.step:
             self._evaluate()
@@ -306,7 +277,7 @@ class Trainer:
         """Warn about skipped (non-finite) updates; too many in a row is a TrainingError."""
         self.nonfinite.check(
             self.p.step, self.cfg.max_nan_steps, main=self.dist.main,
-            last_checkpoint=self.last_checkpoint, run_dir=self.run_dir,
+            last_checkpoint=self.checkpoints.last_path, run_dir=self.run_dir,
         )  # fmt: skip
 
     def _log_train(self, lr: float, deadline: float | None) -> None:
@@ -323,84 +294,44 @@ class Trainer:
         p, stop = self.p, 0.0
         self.last_eval = p.step
         if self.dist.main:
-            rng = distributed.rng_state(self.device)
-            self.model.eval()
             try:
-                with torch.no_grad(), self._autocast():
-                    metrics = self.objective.evaluate(self.model)
+                metrics = validate(self.objective, self.model, self.device, self._autocast)
             except Exception as e:
                 if is_oom(e):
                     raise TrainingError(self._oom_message(validation=True)) from None
                 raise
-            finally:
-                self.model.train()
-                distributed.set_rng_state(rng, self.device)
             rec = {"step": p.step, "epoch": self.stream.epoch_progress(), "split": "valid"}
             rec.update(metrics)
             p.history.append(rec)
             self.metrics = rec
-            stop = float(self._update_best(rec))
+            stop = float(record_best(p, rec, self.objective, self.cfg.patience))
             self.log.write(rec)
             self.display.valid(rec, p.best)
         if self.dist.sum([stop])[0] > 0:
             p.stopped = "patience"
 
-    def _update_best(self, rec: dict) -> bool:
-        """Track the best primary metric; True when patience has run out."""
-        p, name = self.p, self.objective.primary_metric
-        value = rec.get(name)
-        if value is None:  # no validation data: nothing to compare, patience does not run
-            return False
-        if p.best is None or not math.isfinite(p.best["value"]):
-            improved = math.isfinite(value)
-        elif self.objective.higher_is_better:
-            improved = value > p.best["value"]
-        else:
-            improved = value < p.best["value"]
-        if improved:
-            p.best = {"metric": name, "value": float(value), "step": p.step}
-            p.bad_evals = 0
-            self.best_at_step = p.step
-            return False
-        p.bad_evals += 1
-        return self.cfg.patience > 0 and p.bad_evals >= self.cfg.patience
+    @property
+    def _new_best(self) -> bool:
+        """This step's evaluation set a new best (known on rank 0, the one that writes it)."""
+        best = self.p.best
+        return best is not None and best["step"] == self.p.step == self.last_eval
 
     # --- checkpoints -----------------------------------------------------------------------
 
     def _meta(self) -> dict:
         p = self.p
-        hardware = {
-            "device": self.device.type, "processes": self.dist.world,
-            "precision": "bf16" if self.amp is torch.bfloat16 else "fp32",
-            "name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "",
-        }  # fmt: skip
         return {
             **self.meta_base, "step": p.step, "epoch": self.stream.epoch_progress(),
             "metrics": self.metrics, "best": p.best, "history": p.history,
-            "hardware": hardware, "train_seconds": round(p.train_seconds, 2),
+            "hardware": self.hardware, "train_seconds": round(p.train_seconds, 2),
         }  # fmt: skip
 
     def _save(self) -> None:
-        """step-N.state.pt, then step-N.safetensors (whose presence marks a complete checkpoint),
-        then best and pruning. Every rank's RNG state goes into rank 0's file."""
+        """A step checkpoint (and best, and pruning) on rank 0; every rank takes part."""
         self._check_health()  # never checkpoint past a divergence the host has not seen yet
-        rngs = self.dist.gather(distributed.rng_state(self.device))
-        p = self.p
-        self.last_save = p.step
-        if self.dist.main:
-            path = RunDir(self.run_dir).step(p.step)
-            save_step(path, self.model, self._meta(), self.optimizer, self.scheduler, p, rngs)
-            self.last_checkpoint = path
-            if self.best_at_step == p.step:
-                run_checkpoints.link_best(path)
-            run_checkpoints.prune(self.run_dir, self.cfg.keep_last)
-        self.dist.barrier()
-
-    def _save_best_only(self) -> None:
-        """A new best at a step that is not a save step (train.save_every set)."""
-        if self.dist.main:
-            best = RunDir(self.run_dir).best
-            ckpt.save_checkpoint(best, self.model, self._meta())
+        self.checkpoints.save(
+            self.model, self._meta(), self.optimizer, self.scheduler, self.p, best=self._new_best
+        )
 
     def _oom_message(self, validation: bool = False) -> str:
         knob = self.objective.budget_knob
@@ -408,8 +339,6 @@ class Trainer:
 
     def _summary(self) -> dict:
         p = self.p
-        best_path = RunDir(self.run_dir).best
-        steps = run_checkpoints.list_checkpoints(self.run_dir) if self.dist.main else []
         return {
             "steps": p.step,
             "epochs": self.stream.epoch_progress(),
@@ -418,8 +347,7 @@ class Trainer:
             "signal": self.stop_signal,
             "best": p.best,
             "metrics": self.metrics,
-            "last_checkpoint": steps[-1] if steps else None,
-            "best_checkpoint": best_path if best_path.is_file() else None,
+            **self.checkpoints.on_disk(),
             "run_dir": self.run_dir,
             "rank": self.dist.rank,
         }

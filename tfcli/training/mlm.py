@@ -1,6 +1,9 @@
 """The masked-LM objective for the shared training loop (tfcli.training.loop).
 
-Examples come from an encoded monolingual split (`dataset.TextData`), framed as sentences
+setup.pretrain_mlm assembles the run around it (data, MaskedLM, loop); this module holds only
+the objective: its examples, batches, masks, loss and validation.
+
+Examples come from an encoded monolingual split (`tfcli.data.split.TextData`), framed as sentences
 `[BOS] ids [EOS]`, in one of two packings (recipe `mlm.packing`):
 
 * blocks: the sentences are laid end to end in one stream and cut into blocks of
@@ -21,22 +24,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tfcli import console
-from tfcli.errors import DataError, RecipeError
+from tfcli.errors import DataError
 from tfcli.recipe.schema import Packing
 from tfcli.tokenizer.vocab import BOS, EOS, PAD
 from tfcli.training.masking import IGNORE_INDEX, batch_generator, mask_tokens, valid_generator
 
 if TYPE_CHECKING:
     from tfcli.data.split import TextData
-    from tfcli.recipe.schema import MLMConfig, Recipe
+    from tfcli.recipe.schema import MLMConfig
 
 _SORT_WINDOW = 100  # sentences packing: sort by length within windows of this many batches
 
@@ -232,79 +233,3 @@ class MLMObjective:
             "accuracy": correct / max(count, 1),
             "masked_tokens": float(count),
         }
-
-
-# --- the whole run (what `tfcli pretrain-mlm` calls) -------------------------------------------
-
-
-def _check_block_size(recipe: Recipe) -> None:
-    """Every position of a block needs a position embedding (learned, sinusoidal or rotary)."""
-    block, most = recipe.mlm.block_size, recipe.model.max_positions
-    if block > most:
-        problem = (
-            f"mlm.block_size ({block}) exceeds model.max_positions ({most}); "
-            "raise model.max_positions or lower mlm.block_size"
-        )
-        raise RecipeError([problem])
-
-
-def _open_text(path: Path, split: str) -> TextData:
-    from tfcli.data.split import TextData, open_split
-
-    data = open_split(path)
-    if not isinstance(data, TextData):
-        raise DataError(
-            f"{path}: the {split} split is parallel data, pretrain-mlm needs monolingual text "
-            "(data.text); use a fresh run_dir or re-encode"
-        )
-    return data
-
-
-def pretrain(recipe: Recipe, *, resume: bool = False, force: bool = False) -> dict[str, Any]:
-    """Tokenize and encode when needed, build the MaskedLM, run the shared loop.
-
-    Returns the loop's summary (see training.loop.train). Only rank 0 writes or prints.
-    """
-    from tfcli import pipeline
-    from tfcli.model.build import build_model
-    from tfcli.model.config import spec_from_recipe
-    from tfcli.tokenizer.vocab import load_tokenizer
-    from tfcli.training import distributed, session
-    from tfcli.training.loop import train
-    from tfcli.training.masking import word_start_table
-
-    _check_block_size(recipe)
-    with session.start(recipe, resume=resume, force=force) as d:
-        tok_paths, splits = session.main_first(
-            d,
-            lambda: (
-                pipeline.ensure_tokenizer(recipe, kind="text"),
-                pipeline.ensure_encoded(recipe, kind="text"),
-            ),
-        )
-        tok_path = next(iter(tok_paths.values()))
-        tok = load_tokenizer(tok_path)
-        valid = _open_text(splits["valid"], "valid") if splits.get("valid") else None
-        if valid is None and d.main:
-            console.warn("no validation text (data.valid_text): no validation loss or accuracy")
-        objective = MLMObjective(
-            _open_text(splits["train"], "train"),
-            valid,
-            recipe.mlm,
-            vocab_size=tok.get_vocab_size(),
-            seed=recipe.train.seed,
-            word_starts=word_start_table(tok) if recipe.mlm.whole_word else None,
-            label_smoothing=recipe.train.label_smoothing,
-        )
-        spec = spec_from_recipe(recipe.model, "mlm", tok.get_vocab_size())
-        distributed.seed_all(recipe.train.seed, 0)  # the same initial weights on every rank
-        model = build_model(spec)
-        meta = session.meta_base(recipe, "mlm", spec, {"src": tok_path}, joint=True)
-        if d.main:
-            n = sum(p.numel() for p in model.parameters())
-            unit = "blocks" if recipe.mlm.packing is Packing.BLOCKS else "sentences"
-            console.step(
-                f"pretrain-mlm: {n / 1e6:.1f}M parameters, {len(objective.train):,} training "
-                f"{unit} of up to {recipe.mlm.block_size} tokens, run dir {recipe.run_dir}"
-            )
-        return train(recipe, model, objective, meta, resume=resume)

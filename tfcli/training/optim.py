@@ -9,12 +9,16 @@ update uses factor(1) and never a learning rate of exactly zero):
   the peak is d_model^-0.5 * warmup^-0.5 (7e-4 for d_model 512 and 4000 warmup steps).
 * cosine: linear warmup, then a half cosine from the peak down to `min_lr` at `max_steps`.
 * constant: linear warmup, then the peak.
+
+`scale_and_clip` is the one multiply the loop applies to the gradients before each step: from
+the summed loss's to the per-token mean's, clipped to `optim.clip_norm`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -95,3 +99,17 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR over `lr_lambda`; its state_dict is plain data (step counter, base lrs)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, max_steps))
+
+
+def scale_and_clip(
+    grads: list[torch.Tensor], scale: Any, clip_norm: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multiply `grads` in place by `scale` (a number or 0-d tensor), clipping the global norm of
+    the result to `clip_norm` (0 = no clipping): both in one multiply, with no host sync.
+
+    Returns the scaled, unclipped global norm (0-d) and a 0-d bool flag: it is not finite.
+    """
+    norm = torch.nn.utils.get_total_norm(grads, foreach=True) * scale
+    coef = scale * (clip_norm / (norm + 1e-6)).clamp(max=1.0) if clip_norm > 0 else scale
+    torch._foreach_mul_(grads, coef)
+    return norm, ~torch.isfinite(norm)

@@ -1,9 +1,9 @@
 """The translation objective for the shared training loop (tfcli.training.loop).
 
-Batches come from `dataset.TokenBudgetSampler` over the encoded training split: pairs of similar
-length together, at most `train.max_tokens` padded tokens per batch (source or target side,
-whichever is longer), reshuffled each epoch from (seed, epoch), sharded by rank. The loop holds
-only index arrays; `collate` builds the padded tensors when a batch is used.
+Batches come from `tfcli.data.split.TokenBudgetSampler` over the encoded training split: pairs
+of similar length together, at most `train.max_tokens` padded tokens per batch (source or
+target side, whichever is longer), reshuffled each epoch from (seed, epoch), sharded by rank.
+The loop holds only index arrays; `collate` builds the padded tensors when a batch is used.
 
 The loss is label-smoothed cross-entropy over the non-pad target tokens, summed (the loop
 divides by the token count over all accumulated batches and ranks). Smoothing follows PyTorch's

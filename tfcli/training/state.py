@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -26,11 +26,9 @@ from tfcli import console
 from tfcli.checkpoints import files as ckpt
 from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import CheckpointError, TrainingError
-from tfcli.run_dir import state_path
+from tfcli.run_dir import RunDir, state_path
 from tfcli.training import distributed
-
-if TYPE_CHECKING:
-    from tfcli.training.loop import Objective
+from tfcli.training.objective import Objective
 
 
 @dataclass
@@ -131,7 +129,7 @@ def latest_resumable(run_dir: Path, *, warn: bool) -> tuple[Path, dict]:
             if warn:
                 console.warn(f"skipping {path.name} for --resume: {e}")
     raise TrainingError(
-        f"--resume: no checkpoint with training state in {run_dir / 'checkpoints'}; "
+        f"--resume: no checkpoint with training state in {RunDir(run_dir).checkpoints}; "
         "start without --resume (add --force to overwrite the run dir)"
     )
 
@@ -161,7 +159,7 @@ def restore(
         first = str(e).strip().splitlines()[0]
         raise TrainingError(
             f"--resume: {path.name} does not fit the model/optimizer this recipe builds "
-            f"({first}); resume with the recipe it was trained with ({run_dir}/recipe.yaml)"
+            f"({first}); resume with the recipe it was trained with ({RunDir(run_dir).recipe})"
         ) from None
     scheduler.load_state_dict(state["scheduler"])
     progress = Progress(**state["progress"])
