@@ -19,10 +19,11 @@ def test_help_lists_commands_in_pipeline_order():
     listed = [
         line.split()[0]
         for line in result.output.split("Commands")[1].splitlines()[1:]
-        if line.strip()
+        if line.startswith("  ") and not line.startswith("   ")  # not a wrapped summary
     ]
-    present = [c for c in PIPELINE if c in listed]
-    assert present == PIPELINE, f"every pipeline command is listed, in order: {listed}"
+    assert set(listed) == set(COMMANDS), listed
+    in_order = [c for c in listed if c in PIPELINE]
+    assert in_order == PIPELINE, f"every pipeline command is listed, in pipeline order: {listed}"
 
 
 def test_help_imports_no_heavy_modules():
@@ -36,6 +37,16 @@ def test_help_imports_no_heavy_modules():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "HEAVY []" in out
+
+
+def test_pipeline_order_check_would_catch_a_swap(monkeypatch):
+    swapped = dict(COMMANDS)
+    order = list(swapped)
+    i, j = order.index("encode"), order.index("train")
+    order[i], order[j] = order[j], order[i]
+    monkeypatch.setattr("tfcli.cli.COMMANDS", {k: swapped[k] for k in order})
+    listed = cli.list_commands(None)
+    assert [c for c in listed if c in PIPELINE] != PIPELINE
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -67,10 +67,10 @@ class LazyGroup(click.Group):
     """Imports a command's module only when that command runs (or its own --help is asked)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name, (module, _, _) in COMMANDS.items() if _module_exists(module)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not _module_exists(COMMANDS[name][0]):
+        if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
@@ -80,10 +80,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands (in pipeline order)"):
                 formatter.write_dl(rows)
-
-
-def _module_exists(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 @click.group(

@@ -10,7 +10,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -68,7 +68,8 @@ def iter_files(paths: list[Path]) -> Iterator[str]:
         yield from iter_lines(p)
 
 
-def iter_chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+def iter_chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of `size` lines (the last may be shorter), in order."""
     chunk: list[str] = []
     for line in lines:
         chunk.append(line)

@@ -254,6 +254,38 @@ def test_settings_precedence_set_then_flags(assets):
     assert "did you mean 'decode.beam_size'" in str(bad.exception)
 
 
+def test_settings_precedence_checkpoint_recipe_set_flags(assets, tmp_path):
+    """The checkpoint's decode section (beam) < --recipe's < --set < flags."""
+    lines = "\n".join(corpus(4, seed=2)) + "\n"
+
+    def scores(*args):
+        out = invoke(assets["seq2seq"], "--format", "jsonl", *args, input=lines).stdout
+        return [r["hypotheses"][0]["score"] for r in map(json.loads, out.splitlines())]
+
+    greedy, beam = scores("--mode", "greedy"), scores()  # beam: length-normalised scores
+    assert greedy != beam
+    recipe = tmp_path / "greedy.yaml"
+    recipe.write_text("decode:\n  mode: greedy\n", encoding="utf-8")
+    assert scores("--recipe", recipe) == greedy
+    assert scores("--recipe", recipe, "--set", "decode.mode=beam") == beam
+    assert scores("--recipe", recipe, "--set", "decode.mode=sample", "--mode", "beam") == beam
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temperature", "0"], "decode settings: decode.temperature: must be > 0, got 0.0"),
+        (["--top-p", "1.5"], "decode.top_p: must be in (0, 1], got 1.5"),
+        (["--set", "decode.beam_size=two"], "decode.beam_size: expected an integer, got 'two'"),
+        (["--set", "train.max_steps=3"], "decode only takes decode.KEY=VALUE settings"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(assets, args, message):
+    result = CliRunner().invoke(cli, ["decode", str(assets["seq2seq"]), *args], input="a cat\n")
+    assert result.exit_code != 0
+    assert message in str(result.exception)
+
+
 def test_attention_png(assets, tmp_path):
     (tmp_path / "in.txt").write_text(
         "the cat sat\nthe big red dog ran in the park\n", encoding="utf-8"

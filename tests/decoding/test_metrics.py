@@ -2,7 +2,7 @@
 
 import pytest
 
-from tfcli.decoding.metrics import bleu_chrf
+from tfcli.decoding.metrics import bleu_chrf, check_reference, score_reference
 from tfcli.errors import DataError
 
 
@@ -35,3 +35,27 @@ def test_empty_corpus_scores_zero():
     m = bleu_chrf([], [])
     assert m["bleu"] == 0.0 and m["chrf"] == 0.0
     assert m["bleu_signature"].startswith("nrefs:1")
+
+
+def test_reference_file_checked_before_decoding(tmp_path):
+    src, ref = tmp_path / "in.txt", tmp_path / "ref.txt"
+    src.write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(DataError, match="--reference: file not found"):
+        check_reference(ref, src)
+    ref.write_text("one\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match="has 1 lines but --input .* has 2; they must be line-aligned"
+    ):
+        check_reference(ref, src)
+    check_reference(ref, None)  # from stdin: counted only after decoding
+    ref.write_text("x\ny\n", encoding="utf-8")
+    check_reference(ref, src)
+
+
+def test_score_reference_equals_bleu_chrf_of_its_lines(tmp_path):
+    ref = tmp_path / "ref.txt"
+    ref.write_text("the cat sat on the mat .\na dog barked .\n", encoding="utf-8")
+    hyps = ["the cat sat on a mat .", "a dog barked ."]
+    assert score_reference(hyps, ref) == bleu_chrf(hyps, ref.read_text().splitlines())
+    with pytest.raises(DataError, match="but 1 sentences were decoded; they must be line-aligned"):
+        score_reference(hyps[:1], ref)

@@ -7,10 +7,15 @@ import torch
 from conftest import make_src, tiny_model
 
 from tfcli.decoding.greedy import greedy
-from tfcli.decoding.sampling import filter_logits, sample, sample_hypotheses
+from tfcli.decoding.sampling import filter_logits, sample_hypotheses
 
 LENGTHS = [3, 7, 1, 9, 5, 4, 8, 2]
 KW = dict(max_len_a=1.5, max_len_b=4)
+
+
+def sample(model, src, **kw) -> list[list[int]]:
+    """The sampled ids of each row (no <s>/</s>), in input order."""
+    return [h.tokens for h in sample_hypotheses(model, src, **kw)]
 
 
 def test_same_seed_same_samples_other_seed_differs():

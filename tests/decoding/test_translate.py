@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_model
 
 from tfcli.decoding.greedy import greedy
-from tfcli.decoding.translate import Translator, token_batches
+from tfcli.decoding.translate import Stats, Translator, token_batches
 from tfcli.recipe.schema import DecodeConfig, SearchMode, TokenizerConfig
 from tfcli.tokenizer.training import train_tokenizer
 from tfcli.tokenizer.vocab import EOS
@@ -65,3 +65,13 @@ def test_overlong_sources_are_cut_and_counted(translator):
     (t,) = translator.translate_chunk([" ".join(["cat"] * (limit + 20))])
     assert len(t.src_ids) == limit and t.src_ids[-1] == EOS
     assert translator.stats.truncated >= 1
+
+
+def test_stats_summary_counts_and_speed():
+    s = Stats(sentences=10, output_tokens=55, truncated=1, seconds=2.0).summary("ckpt", "beam")
+    assert s == {
+        "checkpoint": "ckpt", "mode": "beam", "sentences": 10, "output_tokens": 55,
+        "seconds": 2.0, "sentences_per_second": 5.0, "tokens_per_second": 27.5,
+    }  # fmt: skip
+    idle = Stats().summary("ckpt", "greedy")  # nothing decoded: no division by zero
+    assert idle["sentences_per_second"] == idle["tokens_per_second"] == 0.0

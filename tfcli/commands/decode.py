@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
 from tfcli import console
+from tfcli.decoding.outputs import OutputFormat
 from tfcli.errors import CheckpointError, DataError, TfcliError
+from tfcli.recipe.schema import DecodeConfig, SearchMode
 
-SEQ2SEQ_MODES = ("greedy", "beam", "sample")
+SEQ2SEQ_MODES = tuple(m.value for m in SearchMode)  # greedy, beam, sample
 
 _FLAG_KEYS = {  # CLI flag -> decode.<key> in the recipe
     "mode": "mode", "beam_size": "beam_size", "length_penalty": "length_penalty",
@@ -88,15 +89,18 @@ def decode(checkpoint: Path, **opts: Any) -> None:
     """
     from tfcli.checkpoints import files as ckpt
     from tfcli.checkpoints import steps as run_checkpoints
+    from tfcli.decoding.inputs import read_lines
+    from tfcli.decoding.metrics import check_reference
 
     path = run_checkpoints.resolve_checkpoint(checkpoint)
     meta = ckpt.read_meta(path)
     kind = meta.get("kind", "seq2seq")
-    cfg = _decode_config(meta, opts)
+    opts["fmt"] = OutputFormat(opts["fmt"])
+    cfg = _decode_settings(meta, opts)
     mode = _check_request(kind, cfg, opts)
     if opts["reference"] is not None:
-        _check_reference(opts["reference"], opts["input_path"])
-    lines = _input_lines(opts["input_path"])
+        check_reference(opts["reference"], opts["input_path"])
+    lines = read_lines(opts["input_path"])
     import torch
 
     from tfcli.device import pick_device
@@ -113,32 +117,29 @@ def decode(checkpoint: Path, **opts: Any) -> None:
         _run_translate(model, toks, cfg, lines, opts, str(path))
 
 
-def _decode_config(meta: dict, opts: dict) -> Any:
-    """The checkpoint recipe's decode section < --recipe's < --set < flags."""
+def _decode_settings(meta: dict, opts: dict) -> DecodeConfig:
+    """The checkpoint recipe's decode section < --recipe's < --set < flags (typed by click)."""
     import dataclasses
 
-    from tfcli.recipe import loader as recipe_mod
-    from tfcli.recipe import schema
+    from tfcli.recipe import loader
 
-    known = {f.name for f in dataclasses.fields(schema.DecodeConfig)}
+    known = {f.name for f in dataclasses.fields(DecodeConfig)}
     embedded = (meta.get("recipe") or {}).get("decode") or {}
-    decode_raw = {k: v for k, v in embedded.items() if k in known}  # tolerate older recipes
+    section = {k: v for k, v in embedded.items() if k in known}  # tolerate older recipes
     if opts["recipe"]:
-        other = recipe_mod.read_raw(recipe_mod.resolve_path(opts["recipe"])).get("decode") or {}
-        decode_raw.update(other)
-    flags = [
-        f"decode.{key}={json.dumps(opts[flag])}"
-        for flag, key in _FLAG_KEYS.items()
-        if opts[flag] is not None and not (flag == "mode" and opts[flag] == "fill-mask")
-    ]
+        section.update(loader.read_raw(loader.resolve_path(opts["recipe"])).get("decode") or {})
     for text in opts["overrides"]:
         if not text.startswith("decode."):
             raise TfcliError(f"--set {text}: decode only takes decode.KEY=VALUE settings")
-    raw = recipe_mod.apply_overrides({"decode": decode_raw}, [*opts["overrides"], *flags])
-    return recipe_mod.from_dict(raw, "decode settings").decode
+    raw = loader.apply_overrides({"decode": section}, list(opts["overrides"]))
+    flags = {f"decode.{key}": opts[flag] for flag, key in _FLAG_KEYS.items()}
+    if flags["decode.mode"] == "fill-mask":  # not a search: _check_request handles it
+        flags["decode.mode"] = None
+    raw = loader.set_values(raw, flags)  # None = flag not given
+    return loader.from_dict(raw, "decode settings").decode
 
 
-def _check_request(kind: str, cfg: Any, opts: dict) -> str:
+def _check_request(kind: str, cfg: DecodeConfig, opts: dict) -> str:
     """The mode to run; one clear line for what this checkpoint or setting cannot do."""
     asked = opts["mode"]
     if kind == "mlm":
@@ -158,197 +159,61 @@ def _check_request(kind: str, cfg: Any, opts: dict) -> str:
             "--mode fill-mask needs a masked-LM checkpoint (tfcli pretrain-mlm); this one translates"
         )
     mode = cfg.mode.value
-    if mode == "greedy" and cfg.nbest > 1:
+    if cfg.mode is SearchMode.GREEDY and cfg.nbest > 1:
         raise TfcliError(
             f"--nbest {cfg.nbest} needs --mode beam or sample; greedy gives one output"
         )
-    if mode == "beam" and cfg.nbest > cfg.beam_size:
+    if cfg.mode is SearchMode.BEAM and cfg.nbest > cfg.beam_size:
         raise TfcliError(f"--nbest {cfg.nbest} exceeds the beam ({cfg.beam_size}); raise --beam")
-    if opts["as_json"] and opts["fmt"] == "jsonl" and opts["output"] is None:
+    if opts["as_json"] and opts["fmt"] is OutputFormat.JSONL and opts["output"] is None:
         raise TfcliError("--json replaces the hypotheses on stdout; add --output for the jsonl")
     return mode
 
 
-def _count_lines(path: Path) -> int:
-    from tfcli.textio import iter_lines
-
-    return sum(1 for _ in iter_lines(path))
-
-
-def _check_reference(reference: Path, input_path: Path | None) -> None:
-    """Fail before decoding when the reference is missing or (for an input file) misaligned."""
-    if not reference.is_file():
-        raise DataError(f"--reference: file not found: {reference}")
-    if input_path is not None and input_path.is_file():
-        n_in, n_ref = _count_lines(input_path), _count_lines(reference)
-        if n_in != n_ref:
-            raise DataError(
-                f"--reference {reference} has {n_ref} lines but --input {input_path} has {n_in}; "
-                "they must be line-aligned"
-            )
-
-
-def _input_lines(input_path: Path | None) -> Iterator[str]:
-    from tfcli.textio import expand_inputs, iter_lines
-
-    if input_path is not None:
-        (path,) = expand_inputs([str(input_path)], "--input")
-        return iter_lines(path)
-    if console.is_interactive_stdin():
-        return _interactive_lines()
-    return _stdin_lines()
-
-
-def _stdin_lines() -> Iterator[str]:
-    stream = getattr(sys.stdin, "buffer", sys.stdin)  # bytes, to report bad UTF-8 by line
-    for lineno, raw in enumerate(stream, 1):
-        if isinstance(raw, str):
-            yield raw.rstrip("\r\n")
-            continue
-        try:
-            yield raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as e:
-            raise DataError(
-                f"<stdin>:{lineno}: invalid UTF-8 (byte {e.start}); pipe UTF-8 text"
-            ) from None
-
-
-def _interactive_lines() -> Iterator[str]:
-    console.info("Type a sentence and press Enter; Ctrl-D ends.")
-    while True:
-        click.echo("> ", err=True, nl=False)
-        line = sys.stdin.readline()
-        if not line:
-            click.echo("", err=True)
-            return
-        yield line.rstrip("\r\n")
-
-
-@contextmanager
-def _sink(output: Path | None, quiet_stdout: bool) -> Iterator[IO[str] | None]:
-    """Where hypotheses go: --output (atomic: complete or untouched), stdout, or nowhere."""
-    from tfcli.textio import atomic_path
-
-    if output is not None:
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            yield f
-    elif quiet_stdout:
-        yield None
-    else:
-        yield sys.stdout
-
-
-def _translation_lines(r: Any, fmt: str, nbest: int, tok: Any) -> str:
-    if fmt == "text":
-        texts = (r.texts + [""] * nbest)[:nbest]  # always nbest lines per input line
-        return "".join(t + "\n" for t in texts)
-    hyps = [
-        {
-            "text": t,
-            "score": h.score,
-            "tokens": [tok.id_to_token(i) for i in h.tokens],
-            "ids": h.tokens,
-        }
-        for h, t in zip(r.hypotheses, r.texts, strict=True)
-    ]
-    record = {"line": r.index + 1, "source": r.source, "hypotheses": hyps}
-    return json.dumps(record, ensure_ascii=False) + "\n"
-
-
 def _run_translate(
-    model: Any, toks: dict, cfg: Any, lines: Iterator[str], opts: dict, name: str
+    model: Any, toks: dict, cfg: DecodeConfig, lines: Iterator[str], opts: dict, name: str
 ) -> None:
-    from tfcli.decoding.translate import Translator, chunks
+    from tfcli.decoding.attention_plot import check_layer_head, plot_translation
+    from tfcli.decoding.inputs import is_interactive
+    from tfcli.decoding.metrics import score_reference
+    from tfcli.decoding.outputs import sink, translation_lines
+    from tfcli.decoding.translate import Translator
+    from tfcli.textio import iter_chunks
 
-    if opts["attention"] is not None:
-        _check_layer_head(model, opts)
+    if opts["attention"] is not None:  # before decoding: a typo costs no decoding time
+        spec = model.spec
+        check_layer_head(spec.decoder_layers, spec.n_heads, opts["layer"], opts["head"])
     translator = Translator(model, toks["src"], toks["tgt"], cfg)
-    interactive = opts["input_path"] is None and console.is_interactive_stdin()
+    interactive = is_interactive(opts["input_path"])
     best: list[str] = []
-    picked = None  # (src ids, output ids) of the --attention line
+    picked = None  # the Translation of the --attention line
     start = 0
-    with _sink(opts["output"], opts["as_json"]) as out:
-        for chunk in chunks(lines, 1 if interactive else opts["chunk_size"]):
+    with sink(opts["output"], opts["as_json"]) as out:
+        for chunk in iter_chunks(lines, 1 if interactive else opts["chunk_size"]):
             results = translator.translate_chunk(chunk, start)
             start += len(chunk)
             if out is not None:
                 out.write(
                     "".join(
-                        _translation_lines(r, opts["fmt"], cfg.nbest, toks["tgt"]) for r in results
+                        translation_lines(r, opts["fmt"], cfg.nbest, toks["tgt"]) for r in results
                     )
                 )
                 out.flush()
             if opts["reference"] is not None:
                 best.extend(r.texts[0] for r in results)
-            for r in results:
-                if r.index == opts["attention_line"] - 1:
-                    picked = (r.src_ids, r.hypotheses[0].tokens)
-    summary = _summary(translator.stats, name, cfg.mode.value)
+            picked = next((r for r in results if r.index == opts["attention_line"] - 1), picked)
+    summary = translator.stats.summary(name, cfg.mode.value)
     if opts["reference"] is not None:
-        summary.update(_score(best, opts["reference"]))
+        summary.update(score_reference(best, opts["reference"]))
     if opts["attention"] is not None:
-        _draw_attention(model, toks, picked, start, opts)
+        line = opts["attention_line"]
+        if picked is None:
+            raise DataError(f"--attention-line {line}: the input has only {start} lines")
+        plot_translation(
+            model, toks["src"], toks["tgt"], picked, opts["attention"], opts["layer"], opts["head"]
+        )
+        console.success(f"attention of line {line} written to {opts['attention']}")
     _report(summary, translator.stats.truncated, opts["as_json"], interactive)
-
-
-def _check_layer_head(model: Any, opts: dict) -> None:
-    spec = model.spec
-    if opts["layer"] is not None and opts["layer"] > spec.decoder_layers:
-        raise TfcliError(
-            f"--layer {opts['layer']}: the decoder has layers 1..{spec.decoder_layers}"
-        )
-    if opts["head"] is not None and opts["head"] > spec.n_heads:
-        raise TfcliError(f"--head {opts['head']}: attention has heads 1..{spec.n_heads}")
-
-
-def _draw_attention(model: Any, toks: dict, picked: Any, n_lines: int, opts: dict) -> None:
-    import torch
-
-    from tfcli.decoding.attention_plot import cross_attention, plot_attention, select
-
-    line = opts["attention_line"]
-    if picked is None:
-        raise DataError(f"--attention-line {line}: the input has only {n_lines} lines")
-    src_ids, out_ids = picked
-    device = next(model.parameters()).device
-    weights = cross_attention(model, torch.tensor([src_ids], device=device), out_ids)
-    src_labels = [toks["src"].id_to_token(i) for i in src_ids[:-1]] + ["</s>"]
-    out_labels = [toks["tgt"].id_to_token(i) for i in out_ids] + ["</s>"]
-    layer = opts["layer"] or weights.shape[0]
-    head = f"head {opts['head']}" if opts["head"] else "mean of heads"
-    title = f"cross-attention, line {line}, layer {layer}, {head}"
-    plot_attention(
-        select(weights, layer, opts["head"]), src_labels, out_labels, opts["attention"], title
-    )
-    console.success(f"attention of line {line} written to {opts['attention']}")
-
-
-def _score(best: list[str], reference: Path) -> dict:
-    from tfcli.decoding.metrics import bleu_chrf
-    from tfcli.textio import iter_lines
-
-    refs = list(iter_lines(reference))
-    if len(refs) != len(best):
-        raise DataError(
-            f"--reference {reference} has {len(refs)} lines but {len(best)} sentences were "
-            "decoded; they must be line-aligned"
-        )
-    return bleu_chrf(best, refs)
-
-
-def _summary(stats: Any, name: str, mode: str) -> dict:
-    """Counts and speed; the time is decoding time (waiting for input is not counted)."""
-    seconds = stats.seconds
-    rate = 1.0 / seconds if seconds > 0 else 0.0
-    return {
-        "checkpoint": name,
-        "mode": mode,
-        "sentences": stats.sentences,
-        "output_tokens": stats.output_tokens,
-        "seconds": round(seconds, 3),
-        "sentences_per_second": round(stats.sentences * rate, 2),
-        "tokens_per_second": round(stats.output_tokens * rate, 1),
-    }
 
 
 def _report(summary: dict, truncated: int, as_json: bool, interactive: bool) -> None:
@@ -373,32 +238,23 @@ def _report(summary: dict, truncated: int, as_json: bool, interactive: bool) -> 
         )
 
 
-def _filled_lines(r: Any, fmt: str) -> str:
-    if fmt == "jsonl":
-        masks = [
-            [{"id": i, "token": piece, "prob": p} for i, piece, p in cands]
-            for cands in r.candidates
-        ]
-        record = {"line": r.index + 1, "source": r.source, "filled": r.filled, "masks": masks}
-        return json.dumps(record, ensure_ascii=False) + "\n"
-    text = r.filled + "\n"
-    for k, cands in enumerate(r.candidates, 1):
-        text += f"  <mask> {k}: " + " | ".join(f"{piece} {p:.3f}" for _, piece, p in cands) + "\n"
-    return text
-
-
-def _run_fill(model: Any, tok: Any, cfg: Any, lines: Iterator[str], opts: dict, name: str) -> None:
-    from tfcli.decoding.translate import MaskFiller, chunks
+def _run_fill(
+    model: Any, tok: Any, cfg: DecodeConfig, lines: Iterator[str], opts: dict, name: str
+) -> None:
+    from tfcli.decoding.inputs import is_interactive
+    from tfcli.decoding.outputs import filled_lines, sink
+    from tfcli.decoding.translate import MaskFiller
+    from tfcli.textio import iter_chunks
 
     filler = MaskFiller(model, tok, cfg.topk_fill, cfg.max_tokens)
-    interactive = opts["input_path"] is None and console.is_interactive_stdin()
+    interactive = is_interactive(opts["input_path"])
     start = 0
-    with _sink(opts["output"], opts["as_json"]) as out:
-        for chunk in chunks(lines, 1 if interactive else opts["chunk_size"]):
+    with sink(opts["output"], opts["as_json"]) as out:
+        for chunk in iter_chunks(lines, 1 if interactive else opts["chunk_size"]):
             results = filler.fill_chunk(chunk, start)
             start += len(chunk)
             if out is not None:
-                out.write("".join(_filled_lines(r, opts["fmt"]) for r in results))
+                out.write("".join(filled_lines(r, opts["fmt"]) for r in results))
                 out.flush()
-    summary = _summary(filler.stats, name, "fill-mask")
+    summary = filler.stats.summary(name, "fill-mask")
     _report(summary, filler.stats.truncated, opts["as_json"], interactive)

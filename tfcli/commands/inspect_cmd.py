@@ -17,20 +17,13 @@ import click
 from tfcli import console
 from tfcli.errors import TfcliError
 from tfcli.report.summary import summarize
+from tfcli.textio import format_bytes
 
 _SPEC_KEYS = ["d_model", "n_heads", "d_ff", "encoder_layers", "decoder_layers", "activation"]
 _SPEC_KEYS += ["norm", "positions", "max_positions", "share_embeddings", "window", "dropout"]
 _RECIPE_KEYS = ["run_dir", "tokenizer.type", "tokenizer.vocab_size", "optim.optimizer", "optim.lr"]
 _RECIPE_KEYS += ["optim.schedule", "optim.warmup_steps", "train.max_tokens", "train.accumulate"]
 _RECIPE_KEYS += ["train.max_steps", "train.seed", "train.label_smoothing"]
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def _fmt_seconds(s: float) -> str:
@@ -105,7 +98,7 @@ def _render_split(s: dict) -> None:
             "tokens": tokens,
             "id dtype": s["dtype"],
             "dropped": ", ".join(f"{k} {v}" for k, v in s["dropped"].items() if v),
-            "size on disk": _fmt_bytes(s["size_bytes"]),
+            "size on disk": format_bytes(s["size_bytes"]),
         },
     )
     for side, stats in s["lengths"].items():
@@ -143,6 +136,31 @@ def _render_history(m: dict, best: dict | None) -> None:
     _show(console.table(title, rows, ["step", "epoch", *keys]))
 
 
+def _render_training(s: dict) -> None:
+    """How, where and how long a checkpoint was trained, and its size on disk."""
+    hw = s.get("hardware") or {}
+    hardware = " ".join(str(hw[k]) for k in ("device", "name", "precision") if hw.get(k))
+    if hw.get("processes", 1) > 1:
+        hardware += f" x{hw['processes']}"
+    sizes = s["sizes"]
+    _kv(
+        "Training",
+        {
+            "train time": _fmt_seconds(s["train_seconds"]) if s.get("train_seconds") else None,
+            "hardware": hardware,
+            "created": s.get("created"),
+            "tfcli": f"{s.get('tfcli_version')} (format {s.get('format_version')})",
+            "weights on disk": format_bytes(sizes["weights_bytes"]),
+            "state on disk": format_bytes(sizes["state_bytes"])
+            if sizes.get("state_bytes")
+            else None,
+            "averaged from": ", ".join(
+                Path(x).name for x in s.get("averaged", {}).get("sources", [])
+            ),
+        },
+    )
+
+
 def _render_checkpoint(s: dict) -> None:
     spec = s.get("model") or {}
     head = f"[bold]{s['path']}[/]  {s.get('kind') or '?'} model, step {_fmt(s.get('step'))}"
@@ -158,25 +176,7 @@ def _render_checkpoint(s: dict) -> None:
     ]  # fmt: skip
     rows.append(["total", f"{p['total']:,}", "", "", ""])
     _show(console.table("Parameters", rows, ["module", "parameters", "tensors", "dtype", ""]))
-    hw = s.get("hardware") or {}
-    hardware = " ".join(str(hw[k]) for k in ("device", "name", "precision") if hw.get(k))
-    if hw.get("processes", 1) > 1:
-        hardware += f" x{hw['processes']}"
-    sizes = s["sizes"]
-    _kv(
-        "Training",
-        {
-            "train time": _fmt_seconds(s["train_seconds"]) if s.get("train_seconds") else None,
-            "hardware": hardware,
-            "created": s.get("created"),
-            "tfcli": f"{s.get('tfcli_version')} (format {s.get('format_version')})",
-            "weights on disk": _fmt_bytes(sizes["weights_bytes"]),
-            "state on disk": _fmt_bytes(sizes["state_bytes"]) if sizes.get("state_bytes") else None,
-            "averaged from": ", ".join(
-                Path(x).name for x in s.get("averaged", {}).get("sources", [])
-            ),
-        },
-    )
+    _render_training(s)
     m = s["metrics"]
     best = m.get("best") or {}
     latest = {k: v for k, v in (m.get("latest") or {}).items() if k not in ("split", "epoch")}

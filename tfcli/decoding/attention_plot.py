@@ -1,14 +1,16 @@
 """Cross-attention heatmaps: which source pieces each output piece looked at.
 
-`tfcli decode --attention FILE.png` re-runs the decoder once over the chosen hypothesis (teacher
-forcing, no cache) with `need_attention=True`, picks a layer and a head (or the mean of the
-heads) and draws output pieces (rows) against source pieces (columns). matplotlib is imported
-here only, and drawn through its object API on the Agg canvas: no display, no global backend.
+`tfcli decode --attention FILE.png` calls `plot_translation`: it re-runs the decoder once over
+the chosen hypothesis (teacher forcing, no cache) with `need_attention=True`, picks a layer and a
+head (or the mean of the heads) and draws output pieces (rows) against source pieces (columns).
+matplotlib is imported here only, and drawn through its object API on the Agg canvas: no
+display, no global backend.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -16,6 +18,11 @@ from torch import Tensor
 from tfcli.errors import TfcliError
 from tfcli.textio import atomic_path
 from tfcli.tokenizer.vocab import BOS
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from tfcli.decoding.translate import Translation
 
 
 def cross_attention(model: torch.nn.Module, src: Tensor, output: list[int]) -> Tensor:
@@ -36,16 +43,20 @@ def cross_attention(model: torch.nn.Module, src: Tensor, output: list[int]) -> T
     return torch.stack([w[0] for w in weights]).float().cpu()  # (L, H, T, S)
 
 
+def check_layer_head(n_layers: int, n_heads: int, layer: int | None, head: int | None) -> None:
+    """`layer` and `head` (from 1; None = the default) exist in a decoder of that shape; the
+    decode command asks before decoding, so a typo costs no decoding time."""
+    if layer is not None and not 1 <= layer <= n_layers:
+        raise TfcliError(f"--layer {layer}: the decoder has layers 1..{n_layers}")
+    if head is not None and not 1 <= head <= n_heads:
+        raise TfcliError(f"--head {head}: attention has heads 1..{n_heads}")
+
+
 def select(weights: Tensor, layer: int | None = None, head: int | None = None) -> Tensor:
     """(L, H, T, S) -> (T, S): `layer` and `head` count from 1; None = last layer, mean of heads."""
     n_layers, n_heads = weights.shape[:2]
+    check_layer_head(n_layers, n_heads, layer, head)
     layer = n_layers if layer is None else layer
-    if not 1 <= layer <= n_layers:
-        raise TfcliError(f"--layer {layer}: the decoder has layers 1..{n_layers}")
-    if head is not None and not 1 <= head <= n_heads:
-        raise TfcliError(
-            f"--head {head}: attention has heads 1..{n_heads} (omit it for their mean)"
-        )
     per_layer = weights[layer - 1]  # (H, T, S)
     return per_layer.mean(0) if head is None else per_layer[head - 1]
 
@@ -78,3 +89,28 @@ def plot_attention(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     return path
+
+
+def plot_translation(
+    model: torch.nn.Module,
+    src_tok: Tokenizer,
+    tgt_tok: Tokenizer,
+    translation: Translation,
+    path: Path,
+    layer: int | None = None,
+    head: int | None = None,
+) -> Path:
+    """Draw the cross-attention behind the best hypothesis of one translated line to `path`.
+
+    Titled with the line (from 1), the layer and the head (or "mean of heads").
+    """
+    src_ids, out_ids = translation.src_ids, translation.hypotheses[0].tokens
+    device = next(model.parameters()).device
+    weights = cross_attention(model, torch.tensor([src_ids], device=device), out_ids)
+    src_labels = [src_tok.id_to_token(i) for i in src_ids[:-1]] + ["</s>"]
+    out_labels = [tgt_tok.id_to_token(i) for i in out_ids] + ["</s>"]
+    shown = f"head {head}" if head else "mean of heads"
+    title = (
+        f"cross-attention, line {translation.index + 1}, layer {layer or weights.shape[0]}, {shown}"
+    )
+    return plot_attention(select(weights, layer, head), src_labels, out_labels, path, title)

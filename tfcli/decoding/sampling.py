@@ -36,27 +36,6 @@ def filter_logits(logp: Tensor, temperature: float, top_k: int, top_p: float) ->
     return scaled
 
 
-def sample(
-    model: torch.nn.Module,
-    src: Tensor,
-    *,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    max_len_a: float,
-    max_len_b: int,
-    min_len: int = 1,
-    no_repeat_ngram: int = 0,
-) -> list[list[int]]:
-    """One sampled output per source row: src (B, S) -> B id lists (no <s>/</s>), input order."""
-    hyps = sample_hypotheses(
-        model, src, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-        max_len_a=max_len_a, max_len_b=max_len_b, min_len=min_len, no_repeat_ngram=no_repeat_ngram,
-    )  # fmt: skip
-    return [h.tokens for h in hyps]
-
-
 def sample_hypotheses(
     model: torch.nn.Module,
     src: Tensor,
@@ -70,7 +49,12 @@ def sample_hypotheses(
     min_len: int = 1,
     no_repeat_ngram: int = 0,
 ) -> list[Hypothesis]:
-    """`sample` with each output's summed log-probability under the model (unfiltered, T = 1)."""
+    """One sampled output per source row: src (B, S) -> B hypotheses in input order.
+
+    Each score is the output's summed log-probability under the model itself (unfiltered,
+    temperature 1), as greedy's is. Output length (</s> excluded) is between `min_len` and
+    `max_len_a * src_len + max_len_b`.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 

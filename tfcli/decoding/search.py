@@ -1,4 +1,5 @@
-"""What every search shares: results, output-length limits, token bans, autocast.
+"""What every search shares: the Hypothesis result, output-length limits, token bans, and the
+device, autocast and eval-mode context a search runs in.
 
 Scores are log-probabilities from `log_softmax` over the full vocabulary; bans set entries to
 -inf afterwards without renormalising (as fairseq and HF `generate` do), so a hypothesis score is
@@ -40,20 +41,21 @@ def max_lengths(model: torch.nn.Module, src: Tensor, a: float, b: int, min_len: 
     """
     src_len = (src != PAD).sum(1).double()
     limit = (a * src_len + b).floor().long().clamp(min=max(min_len, 1))
-    max_positions = _max_positions(model)
-    if max_positions:
+    limit_positions = max_positions(model)
+    if limit_positions:
         # <s> plus every output token but the final </s> are fed back as decoder inputs
-        if min_len > max_positions - 1:
+        if min_len > limit_positions - 1:
             raise TfcliError(
                 f"min_len {min_len} exceeds the longest output the model can produce "
-                f"({max_positions - 1} tokens, model.max_positions - 1); lower --min-len"
+                f"({limit_positions - 1} tokens, model.max_positions - 1); lower --min-len"
             )
-        limit = limit.clamp(max=int(max_positions) - 1)
+        limit = limit.clamp(max=int(limit_positions) - 1)
     return limit
 
 
-def _max_positions(model: torch.nn.Module) -> int | None:
-    """The decoder's position limit (`model.spec`, else any position module's own)."""
+def max_positions(model: torch.nn.Module) -> int | None:
+    """The model's position limit (`model.spec`, else the smallest position module's own);
+    None when nothing limits it."""
     spec_limit = getattr(getattr(model, "spec", None), "max_positions", None)
     if isinstance(spec_limit, int):
         return spec_limit

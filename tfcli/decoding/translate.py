@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from time import perf_counter
 
 import torch
@@ -21,8 +20,9 @@ from tfcli.decoding.beam import beam_search
 from tfcli.decoding.fill_mask import fill_mask
 from tfcli.decoding.greedy import greedy_hypotheses
 from tfcli.decoding.sampling import sample_hypotheses
-from tfcli.decoding.search import Hypothesis, model_device
+from tfcli.decoding.search import Hypothesis, max_positions, model_device
 from tfcli.recipe.schema import DecodeConfig, SearchMode
+from tfcli.textio import iter_chunks
 from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
 
 
@@ -55,6 +55,20 @@ class Stats:
     truncated: int = 0  # source lines cut to the model's max positions
     seconds: float = 0.0  # time spent tokenizing, searching and detokenizing (not reading input)
 
+    def summary(self, checkpoint: str, mode: str) -> dict:
+        """Counts and speed as `tfcli decode --json` prints them (decoding time only: waiting
+        for input is not counted)."""
+        rate = 1.0 / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "checkpoint": checkpoint,
+            "mode": mode,
+            "sentences": self.sentences,
+            "output_tokens": self.output_tokens,
+            "seconds": round(self.seconds, 3),
+            "sentences_per_second": round(self.sentences * rate, 2),
+            "tokens_per_second": round(self.output_tokens * rate, 1),
+        }
+
 
 def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     """Indices sorted by length (longest first), cut so rows * longest <= max_tokens.
@@ -85,15 +99,7 @@ def pad_batch(rows: list[list[int]], device: torch.device) -> Tensor:
     return out.to(device)
 
 
-def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    it = iter(lines)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def _max_source_tokens(model: torch.nn.Module) -> int:
-    spec = getattr(model, "spec", None)
-    return int(getattr(spec, "max_positions", 1 << 30))
+_UNLIMITED = 1 << 30  # a model without a position limit
 
 
 class Translator:
@@ -115,13 +121,13 @@ class Translator:
     def translate(self, lines: Iterable[str], chunk_size: int = 2000) -> Iterator[Translation]:
         """Translations of `lines`, in input order, produced chunk by chunk."""
         start = 0
-        for chunk in chunks(lines, chunk_size):
+        for chunk in iter_chunks(lines, chunk_size):
             yield from self.translate_chunk(chunk, start)
             start += len(chunk)
 
     def encode(self, lines: list[str]) -> list[list[int]]:
         """ids + [</s>] per line, cut to the model's positions (counted in stats.truncated)."""
-        limit = _max_source_tokens(self.model) - 1
+        limit = (max_positions(self.model) or _UNLIMITED) - 1
         out = []
         for enc in self.src_tok.encode_batch(lines):
             ids = enc.ids
@@ -190,13 +196,13 @@ class MaskFiller:
 
     def fill(self, lines: Iterable[str], chunk_size: int = 2000) -> Iterator[Filled]:
         start = 0
-        for chunk in chunks(lines, chunk_size):
+        for chunk in iter_chunks(lines, chunk_size):
             yield from self.fill_chunk(chunk, start)
             start += len(chunk)
 
     def fill_chunk(self, lines: list[str], start: int = 0) -> list[Filled]:
         began = perf_counter()
-        limit = _max_source_tokens(self.model) - 2
+        limit = (max_positions(self.model) or _UNLIMITED) - 2  # <s> and </s>
         ids = []
         for enc in self.tok.encode_batch(lines):
             body = enc.ids

@@ -1,5 +1,8 @@
 """Reports: what `tfcli inspect` says about a checkpoint, run, tokenizer or encoded split.
 
-summary.py    any of those paths -> plain data (no model is built)
-plotting.py   training curves from metrics.jsonl (matplotlib, written atomically)
+Everything here reads headers and small files, never builds a model or loads weights, and
+returns plain data (or a picture); `tfcli.commands.inspect_cmd` renders it.
+
+    summary.py    any of those paths -> a JSON-ready dict (what `inspect --json` prints)
+    plotting.py   training curves from a run's metrics.jsonl (matplotlib, written atomically)
 """

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tfcli.data.split import META_NAME, is_split
 from tfcli.errors import TfcliError
 from tfcli.run_dir import BEST_NAME, RunDir, state_path
 
@@ -53,17 +54,13 @@ def describe_tokenizer_json(data: dict) -> dict:
 
 
 def _tokenizer_file(path: Path) -> dict:
+    from tfcli.tokenizer.vocab import describe_tokenizer
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise TfcliError(f"{path}: not a readable tokenizer.json ({e})") from None
-    try:  # the tokenizer module's own description, when it offers one
-        from tfcli.tokenizer.vocab import describe_tokenizer
-    except ImportError:
-        summary = describe_tokenizer_json(data)
-    else:
-        summary = describe_tokenizer(path)
-    return {"what": "tokenizer", "path": str(path), **summary}
+    return {"what": "tokenizer", "path": str(path), **describe_tokenizer(path)}
 
 
 # --- encoded data ------------------------------------------------------------------------------
@@ -105,7 +102,7 @@ def _split(path: Path, histograms: bool = True) -> dict:
 
 
 def _data_dir(path: Path) -> dict:
-    splits = sorted(p for p in path.iterdir() if (p / "meta.json").is_file())
+    splits = sorted(p for p in path.iterdir() if is_split(p))
     return {"what": "data", "path": str(path), "splits": {p.name: _split(p) for p in splits}}
 
 
@@ -146,15 +143,17 @@ def _metrics_file(path: Path) -> dict:
     }
 
 
-def _checkpoint(path: Path, run_dir: Path | None) -> dict:
+def _checkpoint(path: Path, run_dir: RunDir | None) -> dict:
+    """A checkpoint file; `run_dir` is the run it belongs to (None: found from its path)."""
     from tfcli.checkpoints import files as ckpt
 
     meta = ckpt.read_meta(path)
     shapes, aliases = ckpt.read_tensor_info(path)
     step = meta.get("step")
+    run = run_dir or RunDir.of(path)
     state = state_path(path)
-    if not state.is_file() and isinstance(step, int):  # best.safetensors: its step's state
-        state = state_path(RunDir(path.parent.parent).step(step))
+    if not state.is_file() and isinstance(step, int) and run is not None:
+        state = state_path(run.step(step))  # best.safetensors: the state of its step
     tok = meta.get("tokenizer") or {}
     tokenizers = {}
     for side in ("src", "tgt"):
@@ -186,11 +185,15 @@ def _checkpoint(path: Path, run_dir: Path | None) -> dict:
     }
     if "averaged" in meta:
         out["averaged"] = meta["averaged"]
-    if run_dir is None and path.parent.name == "checkpoints":
-        run_dir = path.parent.parent
-    if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
-        out["metrics_file"] = _metrics_file(run_dir / "metrics.jsonl")
+    if run is not None and run.metrics.is_file():
+        out["metrics_file"] = _metrics_file(run.metrics)
     return out
+
+
+def _tokenizer_files(run: RunDir) -> list[Path]:
+    """The run's tokenizer files that exist: the joint one, or one per side."""
+    names = {run.tokenizer, *run.tokenizers(joint=False).values()}
+    return sorted(p for p in names if p.is_file())
 
 
 def _run_dir(path: Path, which: str) -> dict:
@@ -202,18 +205,18 @@ def _run_dir(path: Path, which: str) -> dict:
         or (run_checkpoints.checkpoints_dir(path) / BEST_NAME).is_file()
     ):
         found = run_checkpoints.resolve_checkpoint(path, which)
-        run = path if (path / "checkpoints").is_dir() else path.parent
+        run = RunDir(path) if RunDir(path).checkpoints.is_dir() else RunDir(path.parent)
         out = _checkpoint(found, run)
         out["checkpoints"] = [p.name for p in run_checkpoints.list_checkpoints(path)]
         return out
+    run = RunDir(path)
     out: dict[str, Any] = {"what": "run", "path": str(path)}
-    for tok in sorted(path.glob("tokenizer*.json")):
-        if tok.name != "tokenizer.meta.json":
-            out.setdefault("tokenizers", {})[tok.name] = _tokenizer_file(tok)
-    if (path / "data").is_dir():
-        out["data"] = _data_dir(path / "data")
-    if (path / "metrics.jsonl").is_file():
-        out["metrics_file"] = _metrics_file(path / "metrics.jsonl")
+    for tok in _tokenizer_files(run):
+        out.setdefault("tokenizers", {})[tok.name] = _tokenizer_file(tok)
+    if run.data.is_dir():
+        out["data"] = _data_dir(run.data)
+    if run.metrics.is_file():
+        out["metrics_file"] = _metrics_file(run.metrics)
     return out
 
 
@@ -226,18 +229,18 @@ def summarize(path: Path, which: str) -> dict:
     if path.is_file():
         if path.suffix == ".safetensors" or path.name.endswith(".state.pt"):
             return _checkpoint(run_checkpoints.resolve_checkpoint(path), None)
-        if path.name == "meta.json":
+        if path.name == META_NAME:
             return _split(path.parent)
         if path.suffix == ".json":
             return _tokenizer_file(path)
     else:
-        if (path / "meta.json").is_file():
+        if is_split(path):
             return _split(path)
-        if (path / "checkpoints").is_dir() or run_checkpoints.list_checkpoints(path):
+        if RunDir(path).checkpoints.is_dir() or run_checkpoints.list_checkpoints(path):
             return _run_dir(path, which)
-        if (path / BEST_NAME).is_file() or any(path.glob("tokenizer*.json")):
+        if (path / BEST_NAME).is_file() or _tokenizer_files(RunDir(path)):
             return _run_dir(path, which)
-        if any((p / "meta.json").is_file() for p in path.iterdir()):
+        if any(is_split(p) for p in path.iterdir()):
             return _data_dir(path)  # RUN_DIR/data, or any directory of encoded splits
     raise TfcliError(
         f"{path}: not a checkpoint (.safetensors), run directory, tokenizer.json or encoded "
