@@ -365,6 +365,8 @@ def test_fill_mask_text_and_jsonl(assets):
     [
         ("mlm", ["--mode", "beam"], "masked-LM checkpoint"),
         ("mlm", ["--reference", "ref.txt"], "needs a seq2seq checkpoint"),
+        ("mlm", ["--beam", "4"], "--beam is a translation search setting"),
+        ("mlm", ["--no-repeat-ngram", "2"], "--no-repeat-ngram is a translation search"),
         ("seq2seq", ["--mode", "fill-mask"], "needs a masked-LM checkpoint"),
         ("seq2seq", ["--mode", "greedy", "--nbest", "2"], "needs --mode beam or sample"),
         ("seq2seq", ["--beam", "2", "--nbest", "3"], "exceeds the beam"),

@@ -24,6 +24,14 @@ from tfcli.recipe.schema import ModelConfig, Recipe
         ("model.dropout=1.5", "model.dropout: must be in [0, 1)"),
         ("tokenizer.joint=false", "needs tokenizer.joint"),
         ("train.compile=maybe", "train.compile: expected true/false"),
+        ("train.max_steps=-5", "train.max_steps: must be >= 0, got -5"),
+        ("optim.lr=.nan", "optim.lr: expected a finite number, got nan"),
+        ("optim.lr=.inf", "optim.lr: expected a finite number, got inf"),
+        ("decode.max_len_a=-1", "decode.max_len_a: must be >= 0, got -1.0"),
+        ("decode.max_len_b=-2", "decode.max_len_b: must be >= 0, got -2"),
+        ("tokenizer.vocab_size=1000000000000", "tokenizer.vocab_size: at most 1,048,576"),
+        ("train.keep_last=-1", "train.keep_last: must be >= 0"),
+        ("optim.eps=0", "optim.eps: must be > 0"),
     ],
 )
 def test_value_checks(override, fragment):

@@ -107,3 +107,41 @@ def test_field_docs_cover_every_field():
     keys = {k for k, *_ in rows}
     assert "model.d_model" in keys and "run_dir" in keys and "mlm.mask_prob" in keys
     assert all(help_ for *_, help_ in rows), "every field has a help text"
+
+
+def test_alias_bomb_and_recursive_alias_are_refused_fast(tmp_path):
+    import time
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\ndata: {src: *a9}\n", encoding="utf-8")
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("data: &a {src: [x, *a]}\n", encoding="utf-8")
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match="expands to more than 100,000 values"):
+        recipe.load(str(bomb))
+    with pytest.raises(RecipeError, match="refers to itself"):
+        recipe.load(str(loop))
+    levels = ["&a0 [l, l, l, l, l, l, l, l, l]"]
+    levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    with pytest.raises(RecipeError, match="--set: expands to more than"):
+        recipe.load(None, [f"data.src=[{', '.join(levels)}]"])
+    assert time.perf_counter() - start < 1.0
+
+
+def test_aliases_within_limits_still_work(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("data:\n  src: &files [a.txt]\n  valid_src: *files\n", encoding="utf-8")
+    assert recipe.load(str(f)).data.valid_src == ["a.txt"]
+
+
+def test_nesting_depth_and_size_are_bounded(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("data: " + "[" * 40 + "]" * 40 + "\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="nested deeper than 32"):
+        recipe.load(str(deep))
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="too large for a recipe"):
+        recipe.load(str(big))

@@ -23,6 +23,7 @@ _FLAG_KEYS = {  # CLI flag -> decode.<key> in the recipe
     "no_repeat_ngram": "no_repeat_ngram", "temperature": "temperature", "top_k": "top_k",
     "top_p": "top_p", "seed": "seed", "max_tokens": "max_tokens", "topk": "topk_fill",
 }  # fmt: skip
+_FILL_MASK_FLAGS = ("mode", "max_tokens", "topk")  # the rest only steer a translation search
 
 
 def _options(func: Any) -> Any:
@@ -153,6 +154,13 @@ def _check_request(kind: str, cfg: DecodeConfig, opts: dict) -> str:
                 raise CheckpointError(
                     f"--{flag} needs a seq2seq checkpoint; this one is a masked LM"
                 )
+        search_only = [f for f in _FLAG_KEYS if f not in _FILL_MASK_FLAGS and opts[f] is not None]
+        if search_only:
+            flag = "--" + search_only[0].replace("_size", "").replace("_", "-")
+            raise CheckpointError(
+                f"{flag} is a translation search setting; this masked-LM checkpoint only fills "
+                "<mask> tokens (its settings: --topk, --max-tokens)"
+            )
         return "fill-mask"
     if asked == "fill-mask":
         raise CheckpointError(

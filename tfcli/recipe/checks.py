@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from tfcli.recipe.schema import Recipe
 
+MAX_VOCAB_SIZE = 1 << 20  # ids are uint32 on disk; HF trainers allocate per entry
+
 
 def recipe_problems(r: Recipe) -> list[str]:
     """Every cross-field problem of a typed recipe (empty when valid)."""
@@ -25,7 +27,44 @@ def recipe_problems(r: Recipe) -> list[str]:
         "decode.nbest": r.decode.nbest,
         "decode.max_tokens": r.decode.max_tokens,
     }
+    t, d, o = r.train, r.decode, r.optim
+    not_negative = {
+        "data.min_len": r.data.min_len,
+        "data.max_len": r.data.max_len,
+        "data.max_len_ratio": r.data.max_len_ratio,
+        "tokenizer.min_frequency": r.tokenizer.min_frequency,
+        "tokenizer.max_lines": r.tokenizer.max_lines,
+        "optim.weight_decay": o.weight_decay,
+        "optim.warmup_steps": o.warmup_steps,
+        "optim.min_lr": o.min_lr,
+        "optim.clip_norm": o.clip_norm,
+        "train.max_steps": t.max_steps,
+        "train.max_epochs": t.max_epochs,
+        "train.max_minutes": t.max_minutes,
+        "train.patience": t.patience,
+        "train.eval_max_sentences": t.eval_max_sentences,
+        "train.save_every": t.save_every,
+        "train.keep_last": t.keep_last,
+        "decode.max_len_a": d.max_len_a,
+        "decode.max_len_b": d.max_len_b,
+        "decode.min_len": d.min_len,
+        "decode.no_repeat_ngram": d.no_repeat_ngram,
+        "decode.top_k": d.top_k,
+    }
+    positive.update(
+        {
+            "optim.eps": o.eps,
+            "train.max_nan_steps": t.max_nan_steps,
+            "decode.topk_fill": d.topk_fill,
+        }
+    )
     p = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if v <= 0]
+    p += [f"{k}: must be >= 0, got {v}" for k, v in not_negative.items() if v < 0]
+    if r.tokenizer.vocab_size > MAX_VOCAB_SIZE:
+        p.append(
+            f"tokenizer.vocab_size: at most {MAX_VOCAB_SIZE:,}, got {r.tokenizer.vocab_size:,} "
+            "(larger vocabularies exhaust memory while training the tokenizer)"
+        )
     p += r.model.problems("model.")
     if r.model.share_embeddings and not r.tokenizer.joint:
         p.append("model.share_embeddings: needs tokenizer.joint: true (one vocabulary to share)")

@@ -38,7 +38,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise RecipeError([f"override '{text}' is not of the form section.key=value"], "--set")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = bounded_yaml(value, "--set") if value.strip() else None
     except yaml.YAMLError:
         parsed = value
     return key.strip().split("."), parsed
@@ -102,13 +102,73 @@ def resolve_path(name_or_path: str) -> Path:
     )
 
 
+MAX_RECIPE_CHARS = 1 << 20
+MAX_NODES = 100_000  # scalars + collections after expanding aliases; real recipes have < 500
+MAX_DEPTH = 32
+
+
+def bounded_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load` with limits: aliases are counted as the copies they stand for, so a
+    "billion laughs" document (nested aliases, each expanding the last) is refused at once,
+    as is a recursive alias or nesting deeper than MAX_DEPTH."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node, source: str) -> None:
+    sizes: dict[int, int] = {}  # id(node) -> expanded size; a shared (aliased) node is sized once
+
+    def size(node: yaml.Node, depth: int, open_: set[int]) -> int:
+        if depth > MAX_DEPTH:
+            raise RecipeError([f"nested deeper than {MAX_DEPTH} levels"], source)
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise RecipeError(["a YAML alias refers to itself (recursive anchor)"], source)
+        open_.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1
+        for child in children:
+            total += size(child, depth + 1, open_)
+            if total > MAX_NODES:
+                raise RecipeError(
+                    [
+                        f"expands to more than {MAX_NODES:,} values (YAML aliases?); "
+                        "a recipe is a few hundred"
+                    ],
+                    source,
+                )
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0, set())
+
+
 def read_raw(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise RecipeError([f"cannot read: {e}"], str(path)) from None
+    if len(text) > MAX_RECIPE_CHARS:
+        raise RecipeError(
+            [f"{len(text):,} characters is too large for a recipe (limit {MAX_RECIPE_CHARS:,})"],
+            str(path),
+        )
     try:
-        raw = yaml.safe_load(text)
+        raw = bounded_yaml(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
