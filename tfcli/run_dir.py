@@ -13,6 +13,7 @@ Every artefact of a run lands under one directory (the recipe's `run_dir`):
         best.safetensors             the best step by the validation metric
       metrics.jsonl                  one JSON object per log line and evaluation
       tensorboard/                   with train.tensorboard: true
+      .lock                          held by the process training the run (tfcli.run_lock)
 
 Code asks a RunDir for a path instead of joining names itself, so renaming a file is a
 one-line change here. A RunDir is a plain value: building one touches no disk.
@@ -70,6 +71,10 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
 
     # --- checkpoints -------------------------------------------------------------------------
 

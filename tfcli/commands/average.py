@@ -77,10 +77,21 @@ def average(inputs: tuple[Path, ...], last: int | None, output: Path, force: boo
                     runs/x/checkpoints/step-00010000.safetensors -o avg.safetensors
       tfcli decode runs/demo-tiny/averaged.safetensors --input demo/test.src
     """
+    from contextlib import ExitStack
+
+    from tfcli import run_lock
+    from tfcli.run_dir import RunDir
+
+    with ExitStack() as reading:  # no trainer may write these runs while they are read
+        for run in {RunDir.of(p) for p in inputs} - {None}:
+            reading.enter_context(run_lock.hold(run, "average", exclusive=False))
+        _average(_select(inputs, last), output, force)
+
+
+def _average(paths: list[Path], output: Path, force: bool) -> None:
     from tfcli.checkpoints import files as ckpt
     from tfcli.checkpoints.averaging import average_checkpoints
 
-    paths = _select(inputs, last)
     if len(paths) < 2:
         raise CheckpointError(
             f"averaging needs at least 2 checkpoints, found {len(paths)} ({paths[0]})"

@@ -27,14 +27,14 @@ import os
 import shlex
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from tfcli import console
+from tfcli import console, run_lock
 from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.data.split import TextData, open_split
 from tfcli.errors import DataError, RecipeError, TfcliError, TrainingError
@@ -218,19 +218,22 @@ def check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
 
 @contextmanager
 def start(recipe: Recipe, *, resume: bool, force: bool) -> Iterator[Dist]:
-    """Join the process group (if torchrun started us), check the run dir on rank 0, write
-    recipe.yaml; yields the Dist the loop will find again. Leaves the group on exit."""
+    """Join the process group (if torchrun started us); on rank 0 take the run dir's lock (one
+    trainer per run: tfcli.run_lock), check it and write recipe.yaml; yields the Dist the loop
+    will find again. Releases the lock and leaves the group on exit."""
     d = distributed.setup(recipe.train.device)
     if not d.main:
         os.environ["TFCLI_QUIET"] = "1"  # one voice: rank 0 speaks for every process
     try:
         run = RunDir(recipe.run_dir)
-        if d.main:
-            ensure_dir(run.root, "run directory")
-            check_run_dir(run.root, resume=resume, force=force)
-            atomic_write_text(run.recipe, recipe_mod.to_yaml(recipe))
-        d.barrier()
-        yield d
+        with ExitStack() as owned:
+            if d.main:
+                ensure_dir(run.root, "run directory")
+                owned.enter_context(run_lock.hold(run, "resume" if resume else "train"))
+                check_run_dir(run.root, resume=resume, force=force)
+                atomic_write_text(run.recipe, recipe_mod.to_yaml(recipe))
+            d.barrier()
+            yield d
     finally:
         d.close()
 
