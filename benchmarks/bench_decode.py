@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import subprocess
 import time
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=0, help="torch intra-op threads (0: torch default)"
     )
     p.add_argument("--results", default=str(Path(__file__).parent / "results" / "decode.md"))
+    p.add_argument("--json", type=Path, default=None, help="also write the figures (JSON) here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -300,7 +302,7 @@ def report(args, name, diff, sources, flat, times, outs, refs, tok) -> None:
         f"## Beam search ({args.beam}): tfcli vs HF transformers generate()",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- hardware: {cpu_name()}, {torch.get_num_threads()} torch threads, device {args.device}",
+        f"- hardware: {_hardware(args.device)}",
         f"- torch {torch.__version__}, transformers {__import__('transformers').__version__}",
         f"- model: {name}; max |logit diff| tfcli vs Marian copy: {diff:.2e}",
         f"- data: {n} sentences, {sum(map(len, sources))} source tokens, batches of <= "
@@ -335,6 +337,25 @@ def report(args, name, diff, sources, flat, times, outs, refs, tok) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.write("\n" + text)
     print(f"appended to {path}")
+    if args.json:
+        figures = {
+            "hardware": _hardware(args.device), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "date": datetime.datetime.now().isoformat("T", "seconds"),
+            "command": f"python benchmarks/bench_decode.py {' '.join(_argv_echo(args))}",
+            "device": args.device, "model": name, "beam": args.beam, "sentences": n,
+            "max_logit_diff": diff, "rounds": args.rounds,
+            "sentences_per_s": {k: v[0] for k, v in rows.items()},
+            "tokens_per_s": {k: v[1] for k, v in rows.items()},
+            "seconds": {k: v[2] for k, v in rows.items()}, "ratio": ratio,
+            "identical": same, "bleu_agreement": bleu_agree,
+        }  # fmt: skip
+        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+
+
+def _hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch threads, device {device}"
 
 
 def _argv_echo(args) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import shutil
 import statistics
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import write_corpus  # noqa: E402
 
 SHAPES = {  # d_model, heads, d_ff, layers
+    "smoke": (32, 2, 64, 1),  # benchmarks/gpu.py --smoke: seconds, proves the script
     "mini": (256, 4, 1024, 4),
     "base": (768, 12, 3072, 12),
 }
@@ -202,6 +204,7 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=3.0, help="corpus size")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--out", type=Path, default=None, help="append a markdown result here")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures (JSON) here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -234,6 +237,18 @@ def main() -> None:
           f"(range {min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
     if args.out:
         write_result(args, vocab, rate, ratios)
+    if args.json:
+        figures = {
+            "hardware": hardware(args.device), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "date": datetime.date.today().isoformat(),
+            "command": "python benchmarks/bench_mlm.py " + " ".join(sys.argv[1:]),
+            "device": args.device, "shape": args.shape, "model": SHAPES[args.shape],
+            "precision": args.precision, "compile": args.compile, "batch": args.batch,
+            "block": args.block, "vocab": vocab, "steps": args.steps, "warmup": args.warmup,
+            "tokens_per_s": rate, "ratio": rate["tfcli"] / rate["HF"],
+            "ratio_median_chunk": statistics.median(ratios), "chunk_ratios": ratios,
+        }  # fmt: skip
+        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
 
 
 def write_result(args: argparse.Namespace, vocab: int, rate: dict, ratios: list[float]) -> None:

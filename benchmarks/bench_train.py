@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 SHAPES = {  # d_model, heads, d_ff, layers per side, vocab, max_tokens per batch
+    "smoke": (32, 2, 64, 1, 500, 512),  # benchmarks/gpu.py --smoke: seconds, proves the script
     "tiny": (256, 4, 1024, 3, 8000, 2048),  # CPU: a couple of minutes on 2 cores
     "small": (512, 4, 1024, 6, 10000, 4096),  # fairseq transformer_iwslt_de_en
     "base": (512, 8, 2048, 6, 37000, 12288),  # the paper's base model
@@ -220,44 +222,59 @@ def cpu_name() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def report(args, res: dict) -> str:
+def summary(args, res: dict) -> dict:
+    """The figures of a run as plain data (what --json writes and the markdown shows)."""
     med, params = res["median"], res["params"]
-    b = res["batches"]
-    mean_tokens = statistics.mean(x["throughput"] for x in b)
-    hw = (
-        torch.cuda.get_device_name()
-        if args.device == "cuda"
-        else f"{cpu_name()}, {args.threads} threads"
-    )
+    # Both sides run back to back within a round, so the per-round ratio cancels most of the
+    # load drift of a shared machine; its median is the headline figure.
+    paired = [a / b for a, b in zip(res["rates"]["tfcli"], res["rates"]["marian"], strict=True)]
+    mfu = None
+    if args.peak_tflops:
+        mfu = {k: 6 * params[k] * med[k] / (args.peak_tflops * 1e12) for k in params}
+    return {
+        "hardware": (
+            torch.cuda.get_device_name()
+            if args.device == "cuda"
+            else f"{cpu_name()}, {args.threads} threads"
+        ),
+        "torch": torch.__version__, "cuda": torch.version.cuda, "date": str(datetime.date.today()),
+        "command": f"python benchmarks/bench_train.py {' '.join(args.argv)}".rstrip(),
+        "device": args.device, "shape": args.shape, "model": SHAPES[args.shape][:5],
+        "max_tokens": SHAPES[args.shape][5], "bf16": args.bf16, "compile": args.compile,
+        "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
+        "mean_tokens_per_batch": statistics.mean(x["throughput"] for x in res["batches"]),
+        "params": params, "tokens_per_s": med, "per_round": res["rates"],
+        "tokens_per_cpu_s": res["cpu"], "peak_tflops": args.peak_tflops or None, "mfu": mfu,
+        "ratio": statistics.median(paired), "rounds_won": sum(r > 1 for r in paired),
+        "ratio_of_medians": med["tfcli"] / med["marian"],
+        "ratio_cpu": res["cpu"]["tfcli"] / res["cpu"]["marian"],
+    }  # fmt: skip
+
+
+def report(s: dict) -> str:
     lines = [
-        f"hardware: {hw}; torch {torch.__version__}; {datetime.date.today()}",
-        f"command: python benchmarks/bench_train.py {' '.join(args.argv)}".rstrip(),
-        f"shape {args.shape} {SHAPES[args.shape][:4]} vocab {SHAPES[args.shape][4]}, "
-        f"max_tokens {SHAPES[args.shape][5]}, ~{mean_tokens:.0f} non-pad tokens/batch, "
-        f"{'bf16' if args.bf16 else 'fp32'}, compile {args.compile}, "
-        f"{args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps",
+        f"hardware: {s['hardware']}; torch {s['torch']}; {s['date']}",
+        f"command: {s['command']}",
+        f"shape {s['shape']} {tuple(s['model'][:4])} vocab {s['model'][4]}, "
+        f"max_tokens {s['max_tokens']}, ~{s['mean_tokens_per_batch']:.0f} non-pad tokens/batch, "
+        f"{'bf16' if s['bf16'] else 'fp32'}, compile {s['compile']}, "
+        f"{s['rounds']} rounds x {s['steps']} steps after {s['warmup']} warm-up steps",
         "",
         "| side | parameters | tokens/s (median) | per round | tokens per CPU-second | MFU |",
         "|---|---|---|---|---|---|",
     ]
     for name in ("tfcli", "marian"):
-        mfu = "-"
-        if args.peak_tflops:
-            mfu = f"{6 * params[name] * med[name] / (args.peak_tflops * 1e12):.1%}"
-        rounds = ", ".join(f"{x:.0f}" for x in res["rates"][name])
-        cpu = res["cpu"][name]
+        mfu = f"{s['mfu'][name]:.1%}" if s["mfu"] else "-"
+        rounds = ", ".join(f"{x:.0f}" for x in s["per_round"][name])
         lines.append(
-            f"| {name} | {params[name]:,} | {med[name]:,.0f} | {rounds} | {cpu:,.0f} | {mfu} |"
+            f"| {name} | {s['params'][name]:,} | {s['tokens_per_s'][name]:,.0f} | {rounds} | "
+            f"{s['tokens_per_cpu_s'][name]:,.0f} | {mfu} |"
         )
-    # Both sides run back to back within a round, so the per-round ratio cancels most of the
-    # load drift of a shared machine; its median is the headline figure.
-    paired = [a / b for a, b in zip(res["rates"]["tfcli"], res["rates"]["marian"], strict=True)]
     lines.append("")
     lines.append(
-        f"ratio tfcli / marian: {statistics.median(paired):.2f}x (median of per-round ratios; "
-        f"{sum(r > 1 for r in paired)}/{len(paired)} rounds favour tfcli); ratio of medians "
-        f"{med['tfcli'] / med['marian']:.2f}x wall-clock, "
-        f"{res['cpu']['tfcli'] / res['cpu']['marian']:.2f}x per CPU-second"
+        f"ratio tfcli / marian: {s['ratio']:.2f}x (median of per-round ratios; "
+        f"{s['rounds_won']}/{s['rounds']} rounds favour tfcli); ratio of medians "
+        f"{s['ratio_of_medians']:.2f}x wall-clock, {s['ratio_cpu']:.2f}x per CPU-second"
     )
     return "\n".join(lines)
 
@@ -286,13 +303,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--write", type=Path, default=None, help="append the result (markdown) to this file"
     )
+    ap.add_argument("--json", type=Path, default=None, help="write the figures (JSON) here")
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     args.shape = args.shape or ("base" if args.device == "cuda" else "tiny")
     args.bf16 = args.device == "cuda" if args.bf16 is None else args.bf16
     torch.set_num_threads(args.threads)
-    text = report(args, run(args))
+    figures = summary(args, run(args))
+    text = report(figures)
     print(text)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     if args.write:
         with open(args.write, "a", encoding="utf-8") as f:
             f.write(f"\n### {args.shape} on {args.device}\n\n{text}\n")

@@ -1,6 +1,6 @@
-"""GPU correctness: bf16 autocast on the SDPA kernels, the KV cache, dropout and a short
-`tfcli train` on CUDA. Skipped without a GPU (CI has none); run on a GPU machine with
-`pytest tests/test_cuda.py`."""
+"""GPU correctness: bf16 autocast on the SDPA kernels, the KV cache, dropout, torch.compile and
+a short `tfcli train` on CUDA. Marked gpu and skipped without a GPU (CI has none); run on a GPU
+machine with `pytest -m gpu tests/test_cuda.py` (benchmarks/gpu.sh runs them first)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from tfcli.demo import write_demo
 from tfcli.model.build import build_model
 from tfcli.model.dropout import Dropout
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
 
 
 def _model(**overrides) -> torch.nn.Module:
@@ -48,6 +51,20 @@ def test_cached_decoding_equals_full_forward_on_cuda() -> None:
     cache = model.new_cache()
     steps = [model.decode(tgt[:, i : i + 1], memory, src_mask, cache) for i in range(6)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-4)
+
+
+def test_compiled_model_on_cuda_matches_eager_across_batch_shapes() -> None:
+    """torch.compile (as `train.compile` applies it) agrees with eager mode under bf16, on two
+    batch shapes (the second one may recompile with dynamic shapes, once)."""
+    model = _model().cuda()
+    compiled = torch.compile(model)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for b, t in ((4, 9), (3, 13)):
+            src = random_batch(b, t, seed=t).cuda()
+            tgt = random_batch(b, t - 2, seed=t + 1).cuda()
+            torch.testing.assert_close(
+                compiled(src, tgt).float(), model(src, tgt).float(), rtol=0, atol=0.05
+            )
 
 
 def test_dropout_on_cuda_drops_at_rate_p_and_keeps_the_expectation() -> None:
