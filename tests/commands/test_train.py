@@ -126,3 +126,38 @@ def test_help_lists_the_flags():
     assert res.exit_code == 0
     for flag in ("--resume", "--force", "--device", "--max-steps", "--max-minutes", "--compile"):
         assert flag in res.output
+
+
+def test_resume_refuses_changed_data_tokenizer_or_model(demo):
+    assert invoke("tiny.yaml", "--max-steps", "3").exit_code == 0
+    for change, named in (
+        ("data.max_len=50", "data.max_len (256 -> 50)"),
+        ("tokenizer.vocab_size=320", "tokenizer.vocab_size (300 -> 320)"),
+        ("model.d_ff=128", "model.d_ff (64 -> 128)"),
+    ):
+        res = CliRunner().invoke(cli, ["train", "tiny.yaml", "--resume", "--set", change])
+        assert res.exit_code != 0, change
+        message = str(res.exception)
+        assert "--resume cannot continue this run exactly" in message and named in message
+        assert "at step 3 (step-00000003.safetensors)" in message and "--force" in message
+    # the same vocabulary settings, but the file now holds another vocabulary
+    tok = demo / "run" / "tokenizer.json"
+    spec = json.loads(tok.read_text())
+    vocab = spec["model"]["vocab"]  # swap two pieces' ids: the same size, other ids
+    a, b = sorted(vocab, key=vocab.get)[10:12]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    other = json.dumps(spec)
+    (demo / "other.json").write_text(other)
+    res = CliRunner().invoke(
+        cli, ["train", "tiny.yaml", "--resume", "--set", "tokenizer.path=other.json"]
+    )
+    assert res.exit_code != 0 and "tokenizer.path (None -> 'other.json')" in str(res.exception)
+    mine = demo / "mine.json"  # a user's own tokenizer (never retrained by tfcli)...
+    mine.write_text(tok.read_text())
+    own = ["--run-dir", "run2", "--set", "tokenizer.path=mine.json"]
+    assert invoke("tiny.yaml", *own, "--max-steps", "3").exit_code == 0
+    mine.write_text(other)  # ...edited in place: the recipe is the same, the vocabulary is not
+    res = CliRunner().invoke(cli, ["train", "tiny.yaml", *own, "--resume"])
+    assert res.exit_code != 0 and "the src tokenizer (its file differs" in str(res.exception)
+    res = invoke("tiny.yaml", "--resume", "--max-steps", "6")  # what may change: the stop rule
+    assert res.exit_code == 0, res.output

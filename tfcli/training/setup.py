@@ -45,7 +45,7 @@ from tfcli.recipe.schema import Packing, Recipe
 from tfcli.run_dir import RunDir, checkpoint_step
 from tfcli.textio import atomic_write_text, ensure_dir
 from tfcli.tokenizer.vocab import load_tokenizer
-from tfcli.training import distributed
+from tfcli.training import distributed, state
 from tfcli.training.distributed import Dist
 from tfcli.training.loop import train
 from tfcli.training.objective import Objective
@@ -95,7 +95,10 @@ def _run(
 ) -> dict[str, Any]:
     """The steps every run shares, around the kind's `build` (see the module docstring)."""
     with start(recipe, resume=resume, force=force) as d:
+        continued = state.resumed_meta(recipe, build is _build_mlm) if resume else None
         run = build(recipe, d, resume)
+        if continued is not None:
+            state.check_same_model(run.meta, continued)
         if d.main:
             announce(command, run.model, run.what, recipe.run_dir)
         return train(recipe, run.model, run.objective, run.meta, resume=resume)

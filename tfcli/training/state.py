@@ -26,6 +26,8 @@ from tfcli import console
 from tfcli.checkpoints import files as ckpt
 from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.errors import CheckpointError, TrainingError
+from tfcli.recipe import loader as recipe_mod
+from tfcli.recipe.schema import Recipe
 from tfcli.run_dir import RunDir, state_path
 from tfcli.training import distributed
 from tfcli.training.objective import Objective
@@ -175,3 +177,50 @@ def restore(
                 "and dropout will differ from an uninterrupted run"
             )
     return progress
+
+
+# What --resume continues must be what was trained: the same data, vocabulary and model.
+_RESUME_SECTIONS = ("data", "tokenizer", "model")
+
+
+def resumed_meta(recipe: Recipe, mlm: bool) -> dict[str, Any]:
+    """The metadata of the checkpoint `--resume` continues, after checking that the recipe's
+    data, tokenizer and model sections (and mlm, for MLM runs) are those it was trained with;
+    a TrainingError names every setting that changed."""
+    path = run_checkpoints.resolve_checkpoint(Path(recipe.run_dir), "latest")
+    meta = ckpt.read_meta(path)
+    saved, now = meta.get("recipe") or {}, recipe_mod.to_dict(recipe)
+    defaults = recipe_mod.to_dict(type(recipe)())
+    changed = []
+    for section in _RESUME_SECTIONS + (("mlm",) if mlm else ()):
+        old = saved.get(section) or {}
+        for key, value in now[section].items():
+            before = old.get(key, defaults[section][key])  # older tfcli: the default then
+            if before != value and key != "init_encoder_from":  # used at the start only
+                changed.append(f"{section}.{key} ({before!r} -> {value!r})")
+    if changed:
+        _refuse_resume(", ".join(changed), meta, path)
+    return meta
+
+
+def check_same_model(now: dict[str, Any], then: dict[str, Any]) -> None:
+    """The vocabulary and model a resumed run builds must be the checkpoint's own (a tokenizer
+    file edited or retrained since would pair these weights with other ids)."""
+    for side in ("src", "tgt"):
+        if (
+            side in then.get("tokenizer", {})
+            and now["tokenizer"].get(side) != then["tokenizer"][side]
+        ):
+            _refuse_resume(
+                f"the {side} tokenizer (its file differs from the one trained with)", then
+            )
+    if now["model"] != then.get("model"):
+        _refuse_resume("the model (its spec differs from the checkpoint's)", then)
+
+
+def _refuse_resume(what: str, meta: dict[str, Any], path: Path | None = None) -> None:
+    at = f" at step {meta.get('step')}" + (f" ({path.name})" if path else "")
+    raise TrainingError(
+        f"--resume cannot continue this run exactly: {what} changed since the checkpoint{at}; "
+        "put it back, start over with --force, or train in another --run-dir"
+    )
