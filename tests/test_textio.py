@@ -131,3 +131,15 @@ def test_unwritable_location_is_one_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(TfcliError, match="cannot create output directory"):
         atomic_write_text(blocker / "sub" / "out.txt", "x")
+
+
+def test_corrupt_gzip_is_one_clear_error(tmp_path):
+    good = gzip.compress(b"".join(b"line %d\n" % i for i in range(2000)))
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"cut.txt.gz: corrupt gzip data after line \d+"):
+        list(iter_lines(cut))
+    junk = tmp_path / "junk.txt.gz"
+    junk.write_bytes(b"not gzip at all\n")
+    with pytest.raises(DataError, match="junk.txt.gz: corrupt gzip data after line 0"):
+        list(iter_lines(junk))

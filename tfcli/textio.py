@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,16 +52,23 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
 
 def iter_lines(path: Path) -> Iterator[str]:
     """Lines of a text file without their newline. Invalid UTF-8 raises DataError with the line."""
-    with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as UTF-8, "
-                    f"e.g. iconv -f latin1 -t utf-8"
-                ) from None
-            yield line.rstrip("\r\n")
+    lineno = 0
+    try:
+        with _open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as "
+                        "UTF-8, e.g. iconv -f latin1 -t utf-8"
+                    ) from None
+                yield line.rstrip("\r\n")
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(
+            f"{path}: corrupt gzip data after line {lineno} ({e}); re-create or re-download the "
+            "file (gzip -t checks it)"
+        ) from None
 
 
 def iter_files(paths: list[Path]) -> Iterator[str]:

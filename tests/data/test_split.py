@@ -71,6 +71,10 @@ def test_open_split_errors(tmp_path):
     (p / "src.bin").write_bytes((p / "src.bin").read_bytes()[:-2])  # one id short
     with pytest.raises(DataError, match="corrupt"):
         open_split(p)
+    r = write_split(tmp_path / "odd", {"src": SRC, "tgt": TGT})
+    (r / "tgt.bin").write_bytes((r / "tgt.bin").read_bytes()[:-1])  # half an id
+    with pytest.raises(DataError, match=r"tgt.bin: .* bytes is not a whole number of 2-byte ids"):
+        open_split(r)
     q = write_split(tmp_path / "mis", {"src": SRC, "tgt": TGT[:4]})
     with pytest.raises(DataError, match="example counts disagree"):
         open_split(q)

@@ -62,3 +62,11 @@ def test_nothing_to_plot_is_refused_and_writes_nothing(tmp_path):
     with pytest.raises(TfcliError, match="no training or validation records"):
         plot_training_curves([{"step": 1, "split": "test"}], tmp_path / "curves.png")
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_damaged_bytes_in_metrics_are_skipped_not_a_traceback(tmp_path):
+    from tfcli.report.plotting import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1, "split": "train", "loss": 2.0}\n\xff\xfe\x00junk\n')
+    assert [r["step"] for r in read_metrics(path)] == [1]

@@ -37,7 +37,13 @@ _OFFSET_DTYPE = np.dtype("<i8")
 
 def _memmap(path: Path, dtype: np.dtype) -> np.ndarray:
     """Read-only memmap of a whole file; numpy cannot map an empty file, so that is a plain array."""
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        raise DataError(
+            f"{path}: {size:,} bytes is not a whole number of {dtype.itemsize}-byte ids (truncated "
+            "or not a tfcli split); re-run `tfcli encode --force` for this split"
+        )
+    if size == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r")
 

@@ -23,9 +23,10 @@ def read_metrics(path: Path) -> list[dict]:
     """Records of a metrics.jsonl, skipping a last line cut short by a killed run."""
     records = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as e:
         raise TfcliError(f"cannot read {path}: {e.strerror}") from None
+    # errors="replace": a damaged line (bad bytes) fails json.loads below and is skipped
     for line in lines:
         try:
             rec = json.loads(line)
