@@ -95,6 +95,21 @@ def test_toy_resume_equals_straight_run(tmp_path):
     )
 
 
+def test_a_log_interval_that_spans_the_resume_is_the_uninterrupted_runs():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)  # saved at step 6, logged every 4: the interval 5..8 spans the resume
+        run_toy(tmp / "straight", max_steps=12, eval_every=6, log_every=4)
+        run_toy(tmp / "resumed", max_steps=6, eval_every=6, log_every=4)
+        run_toy(tmp / "resumed", max_steps=12, eval_every=6, log_every=4, resume=True)
+        a, b = read_metrics(tmp / "straight"), read_metrics(tmp / "resumed")
+    assert [r["step"] for r in b] == [4, 8, 12]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("loss", "ppl", "grad_norm", "skipped", "epoch", "lr"):
+            assert rb[key] == pytest.approx(ra[key], abs=1e-6), (rb["step"], key)
+
+
 def test_resume_skips_a_corrupt_latest_state(tmp_path, capsys):
     run_toy(tmp_path, max_steps=8, eval_every=4)
     state_path(RunDir(tmp_path).step(8)).write_bytes(b"not a torch file")

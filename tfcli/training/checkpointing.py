@@ -41,14 +41,16 @@ class Checkpointer:
         progress: Progress,
         *,
         best: bool,
+        meter: dict | None = None,
     ) -> None:
         """Save step `progress.step` (state, then weights); with `best`, also as best.safetensors;
-        then prune. Every rank calls this."""
+        then prune. `meter` is this rank's TrainMeter.state(). Every rank calls this."""
         rngs = self.dist.gather(distributed.rng_state(self.dist.device))
+        meters = self.dist.gather(meter) if meter is not None else None
         self.last_step = progress.step
         if self.dist.main:
             path = self.run.step(progress.step)
-            save_step(path, model, meta, optimizer, scheduler, progress, rngs)
+            save_step(path, model, meta, optimizer, scheduler, progress, rngs, meters)
             self.last_path = path
             if best:
                 run_checkpoints.link_best(path)

@@ -89,6 +89,7 @@ class Trainer:
         self.hardware = _hardware(self.dist, self.amp)
         self.p = Progress()
         self.resumed_from: Path | None = None
+        self.resumed_meter: dict | None = None  # the open log interval of the checkpoint resumed
         self.signals = StopSignals(self.dist.main)
         self.checkpoints = Checkpointer(RunDir(self.run_dir), self.dist, self.cfg.keep_last)
         self.last_eval = -1
@@ -113,6 +114,8 @@ class Trainer:
             dist=self.dist, seed=self.cfg.seed, run_dir=self.run_dir,
         )  # fmt: skip
         self.resumed_from = path
+        meters = saved.get("meter") or []  # the log interval open at the save, per rank
+        self.resumed_meter = meters[self.dist.rank] if len(meters) == self.dist.world else None
         self.last_eval = self.checkpoints.last_step = self.p.step
         if self.p.history:
             self.metrics = self.p.history[-1]
@@ -194,6 +197,8 @@ class Trainer:
             self.p.step if self.resumed_from is not None else None,
         )  # fmt: skip
         self.meter = TrainMeter(self.device)
+        if self.resumed_meter is not None:
+            self.meter.load(self.resumed_meter)
         self.nonfinite = NonFiniteUpdates(self.device)
 
     def run(self) -> dict:
@@ -330,8 +335,9 @@ class Trainer:
         """A step checkpoint (and best, and pruning) on rank 0; every rank takes part."""
         self._check_health()  # never checkpoint past a divergence the host has not seen yet
         self.checkpoints.save(
-            self.model, self._meta(), self.optimizer, self.scheduler, self.p, best=self._new_best
-        )
+            self.model, self._meta(), self.optimizer, self.scheduler, self.p,
+            best=self._new_best, meter=self.meter.state(),
+        )  # fmt: skip
 
     def _oom_message(self, validation: bool = False) -> str:
         knob = self.objective.budget_knob

@@ -16,6 +16,8 @@ import torch
 
 from tfcli.training import distributed
 
+_SUMS = ("loss", "nll", "tokens", "norm", "skipped")
+
 
 class TrainMeter:
     """Sums over the updates since the last `reset()`, kept on `device`."""
@@ -32,6 +34,21 @@ class TrainMeter:
         self.throughput: float | torch.Tensor = 0.0
         self.updates = 0
         self.t0 = time.monotonic()
+
+    def state(self) -> dict[str, float]:
+        """The interval's sums as plain numbers, saved with a checkpoint (one sync, at saving)
+        so that a resumed run writes the same next train line as an uninterrupted one."""
+        sums = torch.stack([self.loss, self.nll, self.tokens, self.norm, self.skipped]).tolist()
+        thr = self.throughput
+        thr = thr.item() if isinstance(thr, torch.Tensor) else float(thr)
+        return {**dict(zip(_SUMS, sums, strict=True)), "throughput": thr, "updates": self.updates}
+
+    def load(self, state: dict[str, float]) -> None:
+        """Continue the interval that `state` (from `state()`) saved."""
+        for name in _SUMS:
+            setattr(self, name, torch.tensor(float(state[name]), device=self.device))
+        self.throughput = float(state["throughput"])
+        self.updates = int(state["updates"])
 
     def add(self, loss, nll, tokens, throughput, norm, bad) -> None:
         """One update: summed loss / nll / tokens (0-d tensors or numbers), its gradient norm and

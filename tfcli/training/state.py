@@ -99,11 +99,13 @@ def save_step(
     scheduler: Any,
     progress: Progress,
     rngs: list[dict],
+    meters: list[dict] | None = None,
 ) -> None:
     """Write step checkpoint `path` (weights + `meta`) and its training state, state first.
 
-    `rngs` holds every rank's RNG state (`distributed.rng_state`), indexed by rank. If writing
-    the weights fails, the state written for them is removed again (no orphan state).
+    `rngs` holds every rank's RNG state (`distributed.rng_state`), `meters` every rank's open
+    log interval (`TrainMeter.state`), indexed by rank. If writing the weights fails, the state
+    written for them is removed again (no orphan state).
     """
     state = {
         "optimizer": optimizer.state_dict(),
@@ -111,6 +113,8 @@ def save_step(
         "progress": {k: getattr(progress, k) for k in Progress.__dataclass_fields__},
         "rng": rngs,
     }
+    if meters is not None:
+        state["meter"] = meters
     ckpt.save_state(state_path(path), state)
     try:
         ckpt.save_checkpoint(path, model, meta)
