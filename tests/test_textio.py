@@ -137,9 +137,9 @@ def test_corrupt_gzip_is_one_clear_error(tmp_path):
     good = gzip.compress(b"".join(b"line %d\n" % i for i in range(2000)))
     cut = tmp_path / "cut.txt.gz"
     cut.write_bytes(good[: len(good) // 2])
-    with pytest.raises(DataError, match=r"cut.txt.gz: corrupt gzip data after line \d+"):
+    with pytest.raises(DataError, match=r"cut.txt.gz: corrupt gzip data"):
         list(iter_lines(cut))
     junk = tmp_path / "junk.txt.gz"
     junk.write_bytes(b"not gzip at all\n")
-    with pytest.raises(DataError, match="junk.txt.gz: corrupt gzip data after line 0"):
+    with pytest.raises(DataError, match="junk.txt.gz: corrupt gzip data"):
         list(iter_lines(junk))

@@ -1,10 +1,10 @@
 """One owner per run directory at a time.
 
-A process that trains a run holds an exclusive `flock` on RUN_DIR/.lock for as long as it
+A process that trains a run holds an exclusive `flock` on the run directory for as long as it
 runs; a process that only reads the run's checkpoints (`tfcli average`) takes a shared one. The
 kernel drops a lock when its process dies, however it dies (kill -9 included), so a lock is never
-left stale; the file keeps who held it, so the next owner can say it took over from a run that
-did not finish, and a refused one can name the process in its way.
+left stale; RUN_DIR/.lock says who holds it (removed on a clean exit), so a refused process can
+name the one in its way, and the next owner can say it took over from a run that did not finish.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
 
 from tfcli import console
 from tfcli.errors import TfcliError
 from tfcli.run_dir import RunDir
+from tfcli.textio import atomic_write_text, ensure_dir
 
 try:
     import fcntl
@@ -32,11 +32,10 @@ class RunInUse(TfcliError):
     """Another process owns the run directory."""
 
 
-def _holder(f: IO[str]) -> dict:
-    f.seek(0)
+def _holder(run: RunDir) -> dict:
     try:
-        info = json.loads(f.read(4096) or "{}")
-    except ValueError:
+        info = json.loads(run.lock.read_text(encoding="utf-8")[:4096] or "{}")
+    except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
 
@@ -52,38 +51,42 @@ def _describe(info: dict) -> str:
 def hold(run: RunDir, command: str, *, exclusive: bool = True) -> Iterator[None]:
     """Own `run` while the block runs: exclusive for a trainer, shared for a reader.
 
-    Raises RunInUse (one line naming the other process) when the lock is taken."""
+    The lock is on the directory itself, so a refused or reading process writes nothing; the
+    owner records who it is in RUN_DIR/.lock and removes that file when it is done. Raises
+    RunInUse (one line naming the other process) when the lock is taken."""
     if fcntl is None:
         yield
         return
-    run.root.mkdir(parents=True, exist_ok=True)
-    with open(run.lock, "a+", encoding="utf-8") as f:
+    created = not run.root.exists()
+    ensure_dir(run.root, "run directory")
+    fd = os.open(run.root, os.O_RDONLY)
+    try:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunInUse(
-                f"{run.root} is in use by {_describe(_holder(f))}; wait for it to finish, stop "
+                f"{run.root} is in use by {_describe(_holder(run))}; wait for it to finish, stop "
                 "it, or choose another --run-dir"
             ) from None
         try:
             if exclusive:
-                _take_over(f, run, command)
+                _take_over(run, command)
             yield
         finally:
             if exclusive:
-                f.seek(0)
-                f.truncate()
-                f.flush()
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                run.lock.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+        if created and not any(run.root.iterdir()):
+            run.root.rmdir()  # refused before it wrote anything: leave no trace
 
 
-def _take_over(f: IO[str], run: RunDir, command: str) -> None:
-    stale = _holder(f)
-    if stale and stale.get("pid") != os.getpid():
+def _take_over(run: RunDir, command: str) -> None:
+    stale = _holder(run)
+    if stale:
         console.warn(f"{run.root}: {_describe(stale)} ended without finishing; taking over")
-    f.seek(0)
-    f.truncate()
     info = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -91,5 +94,4 @@ def _take_over(f: IO[str], run: RunDir, command: str) -> None:
         "argv": sys.argv[1:8],
         "started": time.time(),
     }
-    f.write(json.dumps(info))
-    f.flush()
+    atomic_write_text(run.lock, json.dumps(info), "run lock")

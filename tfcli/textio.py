@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import glob
 import gzip
-import io
 import os
 import shutil
 import tempfile
@@ -44,31 +43,32 @@ def expand_inputs(patterns: list[str] | tuple[str, ...], what: str = "input") ->
     return paths
 
 
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+@contextmanager
+def open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """A text input as bytes, .gz decompressed; a corrupt or truncated .gz is one DataError
+    naming the file, wherever in the reading it shows (every reader of inputs opens here)."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            yield f  # type: ignore[misc]
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(
+            f"{path}: corrupt gzip data ({e}); re-create or re-download the file "
+            "(gzip -t checks it)"
+        ) from None
 
 
 def iter_lines(path: Path) -> Iterator[str]:
     """Lines of a text file without their newline. Invalid UTF-8 raises DataError with the line."""
-    lineno = 0
-    try:
-        with _open_binary(path) as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as "
-                        "UTF-8, e.g. iconv -f latin1 -t utf-8"
-                    ) from None
-                yield line.rstrip("\r\n")
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DataError(
-            f"{path}: corrupt gzip data after line {lineno} ({e}); re-create or re-download the "
-            "file (gzip -t checks it)"
-        ) from None
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: invalid UTF-8 (byte {e.start}); re-encode the file as "
+                    "UTF-8, e.g. iconv -f latin1 -t utf-8"
+                ) from None
+            yield line.rstrip("\r\n")
 
 
 def iter_files(paths: list[Path]) -> Iterator[str]:

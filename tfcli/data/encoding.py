@@ -10,7 +10,6 @@ format itself lives in `tfcli.data.split`; what meta.json records for staleness,
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,7 @@ from tfcli.data.pool import Job, Runner, auto_workers, iter_jobs
 from tfcli.data.split import DTYPES, FORMAT, META_NAME, VERSION, SideWriter, read_meta
 from tfcli.data.staleness import input_fingerprints
 from tfcli.errors import DataError
-from tfcli.textio import atomic_dir
+from tfcli.textio import atomic_dir, open_binary
 
 _REASONS = ("too_short", "too_long", "ratio")
 
@@ -33,9 +32,8 @@ _REASONS = ("too_short", "too_long", "ratio")
 def count_lines(path: Path) -> int:
     """Lines as `textio.iter_lines` yields them (a last line without newline counts), read in
     1 MiB blocks: a fast pass that lets misaligned inputs fail before anything is written."""
-    opener = gzip.open if path.suffix == ".gz" else open
     n, last = 0, b"\n"
-    with opener(path, "rb") as f:
+    with open_binary(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             n += block.count(b"\n")
             last = block[-1:]

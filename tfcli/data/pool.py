@@ -5,7 +5,6 @@ Used by `tfcli.data.encoding`; each worker holds one `LineEncoder` per tokenizer
 
 from __future__ import annotations
 
-import gzip
 import multiprocessing
 import os
 import signal
@@ -18,7 +17,7 @@ from typing import Any
 
 from tfcli.data.line_encoder import LineEncoder
 from tfcli.errors import DataError
-from tfcli.textio import iter_lines
+from tfcli.textio import iter_lines, open_binary
 
 _POOL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
@@ -40,8 +39,7 @@ Job = list[tuple[str, str, bytes, int]]
 def _blocks(path: Path, chunk_lines: int) -> Iterator[tuple[bytes, int]]:
     """Raw bytes of `chunk_lines` lines at a time. Lines are split in C and decoded per block
     by the workers: decoding line by line in Python cost ~8% of the encoding time."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
+    with open_binary(path) as f:
         while lines := list(islice(f, chunk_lines)):
             yield b"".join(lines), len(lines)
 

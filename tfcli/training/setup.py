@@ -43,7 +43,7 @@ from tfcli.model.config import ModelSpec, spec_from_recipe
 from tfcli.recipe import loader as recipe_mod
 from tfcli.recipe.schema import Packing, Recipe
 from tfcli.run_dir import RunDir, checkpoint_step
-from tfcli.textio import atomic_write_text, ensure_dir
+from tfcli.textio import atomic_write_text, expand_inputs
 from tfcli.tokenizer.vocab import load_tokenizer
 from tfcli.training import distributed, state
 from tfcli.training.distributed import Dist
@@ -59,6 +59,7 @@ def train_seq2seq(recipe: Recipe, *, resume: bool = False, force: bool = False) 
     """`tfcli train`: tokenize and encode the parallel data when needed, build the
     encoder-decoder, run the loop. Returns the loop's summary (training.loop.train)."""
     check_stop_rules(recipe)
+    check_inputs(recipe, ("src", "tgt"), ("valid_src", "valid_tgt"))
     return _run(recipe, _build_seq2seq, "train", resume=resume, force=force)
 
 
@@ -72,6 +73,7 @@ def pretrain_mlm(recipe: Recipe, *, resume: bool = False, force: bool = False) -
         )
     check_stop_rules(recipe)
     _check_block_size(recipe)
+    check_inputs(recipe, ("text",), ("valid_text",))
     return _run(recipe, _build_mlm, "pretrain-mlm", resume=resume, force=force)
 
 
@@ -182,6 +184,13 @@ def _open_text(path: Path, split: str) -> TextData:
 # --- the steps every run shares ----------------------------------------------------------------
 
 
+def check_inputs(recipe: Recipe, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """The data files a run reads exist, checked before the run directory is touched, so a
+    typo costs one line and leaves nothing behind."""
+    for name in required + tuple(f for f in optional if getattr(recipe.data, f)):
+        expand_inputs(getattr(recipe.data, name), f"data.{name}")
+
+
 def check_stop_rules(recipe: Recipe) -> None:
     """Some rule must end training: train.max_steps, max_epochs or max_minutes."""
     t = recipe.train
@@ -231,7 +240,6 @@ def start(recipe: Recipe, *, resume: bool, force: bool) -> Iterator[Dist]:
         run = RunDir(recipe.run_dir)
         with ExitStack() as owned:
             if d.main:
-                ensure_dir(run.root, "run directory")
                 owned.enter_context(run_lock.hold(run, "resume" if resume else "train"))
                 check_run_dir(run.root, resume=resume, force=force)
                 atomic_write_text(run.recipe, recipe_mod.to_yaml(recipe))
