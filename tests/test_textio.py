@@ -143,3 +143,24 @@ def test_corrupt_gzip_is_one_clear_error(tmp_path):
     junk.write_bytes(b"not gzip at all\n")
     with pytest.raises(DataError, match="junk.txt.gz: corrupt gzip data"):
         list(iter_lines(junk))
+
+
+def test_undo_on_error_removes_the_half_of_a_set_it_wrote(tmp_path):
+    from tfcli.textio import undo_on_error
+
+    kept = tmp_path / "old.txt"
+    kept.write_text("mine")
+    out = tmp_path / "new" / "deeper"
+    with pytest.raises(OSError), undo_on_error(out / "a.txt", out / "b.txt", kept):
+        atomic_write_text(out / "a.txt", "written")
+        atomic_write_text(kept, "replaced")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not (tmp_path / "new").exists()  # a.txt and the directories made for it are gone
+    assert kept.read_text() == "replaced"  # existing files are not deleted
+    with undo_on_error(out / "c.txt"):
+        atomic_write_text(out / "c.txt", "ok")
+    assert (out / "c.txt").read_text() == "ok"
+
+
+def test_rust_side_disk_full_messages_are_recognised():
+    assert is_disk_full(Exception("No space left on device (os error 28)"))

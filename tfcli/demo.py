@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tfcli.errors import TfcliError
-from tfcli.textio import atomic_write_text
+from tfcli.textio import atomic_write_text, undo_on_error
 
 # --- number words ---------------------------------------------------------------------------
 
@@ -379,8 +379,8 @@ def write_demo(
         texts[f"{split}.tgt"] = [fr for _, fr in pairs]
     texts["mono.train.txt"] = mono["train"]
     texts["mono.valid.txt"] = mono["valid"]
-    paths = {}
-    for name in DEMO_FILES:
-        paths[name] = Path(out_dir) / name
-        atomic_write_text(paths[name], "\n".join(texts[name]) + "\n")
+    paths = {name: Path(out_dir) / name for name in DEMO_FILES}
+    with undo_on_error(*paths.values()):  # all the corpora, or none of them
+        for name, path in paths.items():
+            atomic_write_text(path, "\n".join(texts[name]) + "\n", "demo corpus")
     return paths

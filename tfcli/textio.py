@@ -113,11 +113,14 @@ DISK_FULL_HINT = "free some space or choose another location"
 
 
 def is_disk_full(exc: BaseException | None) -> bool:
-    """ENOSPC/EDQUOT anywhere in the chain (torch.save wraps the OSError in a RuntimeError)."""
+    """ENOSPC/EDQUOT anywhere in the chain (torch.save wraps the OSError in a RuntimeError; HF
+    tokenizers raises a plain Exception naming the OS error)."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
+        if "(os error 28)" in str(exc) or "(os error 122)" in str(exc):
+            return True  # the Rust side of tokenizers/safetensors reports errno in its text
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
@@ -261,3 +264,24 @@ def atomic_dir(
             raise _disk_full(final, what, error, DISK_FULL_HINT) from None
         raise
     fsync_dir(final.parent)
+
+
+@contextmanager
+def undo_on_error(*paths: Path) -> Iterator[None]:
+    """For an artefact of several files, each written atomically: on any error, remove those of
+    `paths` that did not exist before, and the directories this created for them (left empty),
+    so a failure half-way through leaves no half of the set behind."""
+    paths = tuple(Path(p) for p in paths)
+    new_files = [p for p in paths if not p.exists()]
+    new_dirs = {d for p in paths for d in p.parents if not d.exists()}
+    try:
+        yield
+    except BaseException:
+        for p in new_files:
+            p.unlink(missing_ok=True)
+        for d in sorted(new_dirs, key=lambda d: len(d.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # not empty: something else lives there now
+        raise
