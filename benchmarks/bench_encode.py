@@ -5,7 +5,9 @@ On the deterministic multilingual corpus of benchmarks/corpus.py (20 MB by defau
 * tfcli: `tfcli encode --text CORPUS --tokenizer tok.json -o OUT --force` in a fresh process,
   wall clock from process start to exit: imports, line counting, tokenizing, writing the .bin/.idx
   shards and meta.json;
-* sentencepiece: a BPE model of the same vocabulary size trained here, `sp.encode(lines,
+* sentencepiece: a BPE model of the same vocabulary size trained here (with --vocab-from
+  sentencepiece, the one model every contender uses: tfcli and tokenizers read the
+  tokenizer.json `tfcli tokenize --from-spm` makes of it, so all count the same ids), `sp.encode(lines,
   out_type=int, num_threads=2)` in this process on lines already read (reading the file is
   timed too, writing nothing);
 * tokenizers: the same tokenizer.json as tfcli, `encode_batch` / `encode_batch_fast` in chunks
@@ -65,13 +67,16 @@ def _tfcli_tokenizer(corpus: Path, vocab: int, work: Path) -> Path:
     return path
 
 
-def _sp_model(corpus: Path, vocab: int, work: Path) -> Path:
+def _sp_model(corpus: Path, vocab: int, work: Path, tfcli_ids: bool = False) -> Path:
     import sentencepiece as spm
 
-    prefix = work / f"sp-bpe-{vocab}"
+    prefix = work / (f"sp-bpe-{vocab}" + ("-tfcli-ids" if tfcli_ids else ""))
+    # tfcli_ids: specials where tfcli needs them, so `tfcli tokenize --from-spm` can import it
+    ids = dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=["<mask>"])
     if not prefix.with_suffix(".model").exists():
         print(f"training the sentencepiece BPE model ({vocab}) ...", flush=True)
         spm.SentencePieceTrainer.train(
+            **(ids if tfcli_ids else {}),
             input=str(corpus),
             model_prefix=str(prefix),
             vocab_size=vocab,
@@ -198,12 +203,25 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="tfcli encode -j (default: auto)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tfcli-bench-encode"))
     ap.add_argument("--skip-memory", action="store_true", help="no 10x memory check")
+    ap.add_argument(
+        "--vocab-from",
+        choices=["tokenizers", "sentencepiece"],
+        default="tokenizers",
+        help="sentencepiece: tfcli and tokenizers encode with the tokenizer.json imported "
+        "(`tfcli tokenize --from-spm`) from sentencepiece's own model",
+    )
     ap.add_argument("--out", type=Path, default=None, help="append a markdown report here")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = _corpus(args.work, args.mb)
-    tok = _tfcli_tokenizer(corpus, args.vocab, args.work)
-    sp_model = _sp_model(corpus, args.vocab, args.work)
+    if args.vocab_from == "sentencepiece":  # one vocabulary for all: the ids are identical
+        sp_model = _sp_model(corpus, args.vocab, args.work, tfcli_ids=True)
+        tok = args.work / f"tok-spm-{args.vocab}" / "tokenizer.json"
+        cmd = [TFCLI, "tokenize", "--from-spm", str(sp_model), "-o", str(tok)]
+        subprocess.run(cmd, check=True, env={**os.environ, "TFCLI_QUIET": "1"})
+    else:
+        tok = _tfcli_tokenizer(corpus, args.vocab, args.work)
+        sp_model = _sp_model(corpus, args.vocab, args.work)
     out = args.work / "encoded"
     contenders = {
         "tfcli encode (end to end, writes shards)": lambda: run_tfcli(
@@ -245,7 +263,8 @@ def main() -> None:
         f"## {args.mb:g} MB corpus, vocab {args.vocab}, {args.rounds} rounds ({date.today()})",
         "",
         f"- Load average before/after: {load_before} / {load_after} (2 cores shared)",
-        f"- tfcli workers: {args.workers or 'auto'}; tokens differ between models (own vocab)",
+        f"- tfcli workers: {args.workers or 'auto'}; vocabulary from {args.vocab_from}"
+        + ("; tokens differ between models (own vocab)" if args.vocab_from == "tokenizers" else ""),
         "",
         "| contender | tokens | median s | best s | M tokens/s (median) | speed vs sentencepiece "
         "| CPU s (median) | CPU efficiency vs sentencepiece |",

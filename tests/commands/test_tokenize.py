@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from tfcli.cli import cli
 from tfcli.errors import DataError, TfcliError, TokenizerError
+from tfcli.recipe.schema import TokenizerConfig
 from tfcli.tokenizer.vocab import SPECIALS, load_tokenizer
 
 CORPUS = Path(__file__).parents[1] / "assets" / "tok_corpus.txt"
@@ -195,3 +196,53 @@ def test_first_argument_is_a_recipe_only_when_it_looks_like_one(tmp_path):
     meta = json.loads((tmp_path / "tok.meta.json").read_text(encoding="utf-8"))
     inputs = meta["sides"]["src"]["fingerprint"]["inputs"]
     assert [Path(i["path"]).name for i in inputs] == ["a.txt", "b.txt"]
+
+
+def test_trainer_sentencepiece_writes_a_tfcli_tokenizer(tmp_path):
+    out = tmp_path / "tok" / "tokenizer.json"
+    result = invoke(
+        str(CORPUS), "--trainer", "sentencepiece", "--vocab-size", "400", "-o", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert "sentencepiece" in result.stderr
+    tok = load_tokenizer(out)
+    meta = json.loads(out.with_name("tokenizer.meta.json").read_text(encoding="utf-8"))
+    assert meta["sides"]["src"]["fingerprint"]["config"]["trainer"] == "sentencepiece"
+    assert out.with_name("tokenizer.spm.model").is_file()  # kept for `tfcli encode`
+    assert tok.decode(tok.encode("the cat").ids) == "the cat"
+
+
+def test_from_spm_imports_a_model_and_refuses_conflicting_specials(tmp_path):
+    import io
+
+    import sentencepiece as spm
+
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()
+    for name, ids in (("good", dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3)), ("bad", {})):
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=buf,
+            vocab_size=400,
+            minloglevel=2,
+            hard_vocab_limit=False,
+            user_defined_symbols=["<mask>"] if ids else [],
+            **ids,
+        )
+        (tmp_path / f"{name}.model").write_bytes(buf.getvalue())
+    out = tmp_path / "imported.json"
+    result = invoke("--from-spm", str(tmp_path / "good.model"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    from tfcli.tokenizer.staleness import retrain_reason
+
+    other = tmp_path / "other.txt"
+    other.write_text("text the import never saw\n", encoding="utf-8")
+    paths = {"src": out, "tgt": out}
+    assert retrain_reason(paths, {"src": [other], "tgt": [other]}, TokenizerConfig()) is None
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "good.model"))
+    tok = load_tokenizer(out)
+    for line in lines:
+        assert tok.encode(line, add_special_tokens=False).ids == sp.encode(line)
+    result = invoke("--from-spm", str(tmp_path / "bad.model"), "-o", str(out))
+    assert isinstance(result.exception, TokenizerError)
+    assert "ids 0-4" in str(result.exception) and "\n" not in str(result.exception)

@@ -12,7 +12,7 @@ from tfcli.commands.options import load_recipe, recipe_options
 from tfcli.errors import TfcliError
 from tfcli.recipe import loader as recipe_mod
 from tfcli.recipe import schema
-from tfcli.recipe.schema import PreTokenizer, TokenizerType
+from tfcli.recipe.schema import PreTokenizer, TokenizerType, Trainer
 from tfcli.run_dir import RunDir, side_paths
 
 
@@ -67,6 +67,7 @@ def _summary(results: dict[str, Any], paths: dict[str, Path], cfg: schema.Tokeni
 
     settings = f"{cfg.type.value}, {cfg.pre_tokenizer.value}" + (", NFKC" if cfg.nfkc else "")
     settings += ", lowercase" if cfg.lowercase else ""
+    settings += f", trained by {cfg.trainer.value}"
     max_lines = f" (max_lines {cfg.max_lines:,})" if cfg.max_lines else ""
     rows = [
         row("tokenizer", lambda r, s: str(paths["src"] if r is results["src"] else paths["tgt"])),
@@ -134,7 +135,26 @@ def _speed(stats: Any) -> str:
     "--max-lines",
     type=click.IntRange(min=0),
     default=None,
-    help="Train on the first N lines, split evenly over the files; 0 = all (tokenizer.max_lines).",
+    help="Train on the first N lines, split evenly over the files (with --trainer "
+    "sentencepiece: a random sample of N lines); 0 = all (tokenizer.max_lines).",
+)
+@click.option(
+    "--trainer",
+    type=click.Choice([t.value for t in Trainer]),
+    default=None,
+    help="Who learns the vocabulary: tokenizers (default) or sentencepiece (bpe/unigram; "
+    "3-5x faster; still saved as tokenizer.json that encodes exactly like it) "
+    "(tokenizer.trainer). Example: tfcli tokenize corpus.txt --trainer sentencepiece",
+)
+@click.option(
+    "--from-spm",
+    "from_spm",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.model",
+    help="Import an existing sentencepiece model (bpe/unigram) instead of training; its "
+    "<pad> <unk> <s> </s> <mask> must be its ids 0-4 (any order). "
+    "Example: tfcli tokenize --from-spm spm.model -o tok/tokenizer.json",
 )
 @click.option(
     "--separate",
@@ -177,6 +197,8 @@ def tokenize(
     nfkc: bool | None,
     pre_tokenizer: str | None,
     max_lines: int | None,
+    trainer: str | None,
+    from_spm: Path | None,
     separate: bool,
     output: Path | None,
     show: tuple[str, ...],
@@ -197,6 +219,8 @@ def tokenize(
       tfcli tokenize 'data/*.txt.gz' --type unigram --pre-tokenizer byte_level
       tfcli tokenize demo-tiny                       # the recipe's data, into its run_dir
       tfcli tokenize my.yaml --separate --set tokenizer.vocab_size=32000
+      tfcli tokenize corpus.txt --trainer sentencepiece --type unigram
+      tfcli tokenize --from-spm opus-mt.model -o tok/tokenizer.json
       tfcli tokenize --tokenizer tok/tokenizer.json --show "Hello world"
     """
     if recipe is not None and not _is_recipe(recipe):
@@ -209,6 +233,7 @@ def tokenize(
         "tokenizer.nfkc": nfkc,
         "tokenizer.pre_tokenizer": pre_tokenizer,
         "tokenizer.max_lines": max_lines,
+        "tokenizer.trainer": trainer,
         "tokenizer.joint": False if separate else None,
         # Two vocabularies cannot share one embedding matrix; without this the recipe is invalid.
         "model.share_embeddings": False if separate else None,
@@ -218,7 +243,33 @@ def tokenize(
         default = output if output is not None else RunDir(r.run_dir).tokenizer
         _show(tok_path or default, show)
         return
+    if from_spm is not None:
+        _import(r, files, from_spm, output)
+        return
     _train(r, files, output)
+
+
+def _import(r: schema.Recipe, files: tuple[str, ...], model: Path, output: Path | None) -> None:
+    """--from-spm: convert an existing sentencepiece .model into the joint tokenizer.json."""
+    from tfcli.tokenizer.spm import import_model, save_model
+    from tfcli.tokenizer.staleness import write_import_meta
+    from tfcli.tokenizer.vocab import check_specials, save_tokenizer
+
+    if files or not r.tokenizer.joint:
+        raise TfcliError(
+            "--from-spm imports one existing model: drop the input FILES and --separate"
+        )
+    path = _output(output, r.run_dir)
+    tok = import_model(model)
+    check_specials(tok, str(model))
+    save_tokenizer(tok, path)
+    save_model(model.read_bytes(), path)  # `tfcli encode` encodes with it (same ids, faster)
+    write_import_meta(path, model)  # `tfcli train` keeps it instead of retraining
+    console.success(
+        f"wrote {path} (+ .vocab.txt, .spm.model, .meta.json): {tok.get_vocab_size():,} "
+        "pieces imported "
+        f"from {model}"
+    )
 
 
 def _train(r: schema.Recipe, files: tuple[str, ...], output: Path | None) -> None:

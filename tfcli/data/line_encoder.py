@@ -6,7 +6,9 @@ tokenizers it tokenizes each distinct word once and gathers cached ids with nump
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from itertools import chain
@@ -15,9 +17,14 @@ from pathlib import Path
 import numpy as np
 from tokenizers import normalizers
 
+from tfcli.tokenizer.spm import SPACES
 from tfcli.tokenizer.vocab import SPACE, load_tokenizer
 
-_PER_CHAR = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase"}
+# Precompiled (a sentencepiece character map, see tfcli.tokenizer.spm) works on graphemes, and a
+# line break always ends one, so it too cannot merge text across lines.
+_EXTRA_SPACES = re.compile(SPACES[0][0], re.M)
+_SPACE_RUNS = re.compile(SPACES[1][0])
+_PER_CHAR = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "Precompiled"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class _WordPlan:
     norm: tuple[str, ...]
     prepend_all: bool
     split_more: bool
+    charsmap: str | None = None  # a Precompiled normalizer's table (base64), sentencepiece's
+    spaces: bool = False  # then sentencepiece's extra-whitespace removal (tfcli.tokenizer.spm)
 
 
 def _word_plan(cfg: dict) -> _WordPlan | None:
@@ -51,7 +60,11 @@ def _word_plan(cfg: dict) -> _WordPlan | None:
     kinds = [i.get("type") for i in items]
     prepend_all = bool(kinds) and kinds[-1] == "Prepend" and items[-1].get("prepend") == SPACE
     if prepend_all:
-        kinds = kinds[:-1]
+        kinds, items = kinds[:-1], items[:-1]
+    spaces = [(i.get("pattern", {}).get("Regex"), i.get("content")) for i in items[-2:]]
+    spaces = kinds[-2:] == ["Replace", "Replace"] and tuple(spaces) == SPACES
+    if spaces:  # applied per line with Python's re (see _normalize)
+        kinds = kinds[:-2]
     if not set(kinds) <= _PER_CHAR:
         return None
     pre = cfg.get("pre_tokenizer") or {}
@@ -65,7 +78,8 @@ def _word_plan(cfg: dict) -> _WordPlan | None:
         return None
     if (cfg.get("model") or {}).get("dropout"):
         return None
-    return _WordPlan(tuple(kinds), prepend_all, len(stages) > 1)
+    charsmap = next((i["precompiled_charsmap"] for i in items if i["type"] == "Precompiled"), None)
+    return _WordPlan(tuple(kinds), prepend_all, len(stages) > 1, charsmap, spaces)
 
 
 class LineEncoder:
@@ -96,11 +110,16 @@ class LineEncoder:
         self.cache_words = cache_words
         self._model = self.tok.model
         self._pre = self.tok.pre_tokenizer
-        if self.plan is not None and self.plan.norm:
-            self._normalizer = normalizers.Sequence(
-                [getattr(normalizers, n)() for n in self.plan.norm]
-            )
+        if self.plan is not None and self.plan.norm:  # (the whitespace steps are done in Python)
+            self._normalizer = normalizers.Sequence([self._norm_step(n) for n in self.plan.norm])
+            self._keeps_newline = self._normalizer.normalize_str("a\nb") == "a\nb"
+        self._sp = _spm_encoder(self.tok.to_str(), cfg, Path(tok_path))
         self._reset()
+
+    def _norm_step(self, name: str) -> normalizers.Normalizer:
+        if name == "Precompiled":
+            return normalizers.Precompiled(base64.b64decode(self.plan.charsmap))
+        return getattr(normalizers, name)()
 
     def _reset(self) -> None:
         self._n = 0  # cached words
@@ -140,6 +159,8 @@ class LineEncoder:
         """Ids of the `n_rows` lines of `text`, joined by '\n' (no final line break)."""
         if n_rows == 0:
             return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        if self._sp is not None:
+            return self._spm(text)
         if self.plan is None:
             return self._full(text.split("\n"))
         norm = self._normalize(text)
@@ -163,6 +184,17 @@ class LineEncoder:
             return self._splice(ids, lengths, special, text.split("\n"))
         return ids, lengths
 
+    def _spm(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """sentencepiece's own encoder; rows holding an added token's text (which HF splits
+        out first, see tfcli.tokenizer.spm) go through the tokenizer."""
+        lines = text.split("\n")
+        rows = self._sp.encode(lines)
+        for i in self._rows_with_added(text, text):
+            rows[i] = self.tok.encode(lines[i], add_special_tokens=False).ids
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lengths.sum()))
+        return ids, lengths
+
     def _full(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
         encs = self.tok.encode_batch_fast(lines, add_special_tokens=False)
         rows = [e.ids for e in encs]
@@ -171,10 +203,19 @@ class LineEncoder:
         return ids, lengths
 
     def _normalize(self, text: str) -> str:
+        text = self._normalize_chars(text)
+        if self.plan.spaces:  # per line: '^' and '$' match at each line break
+            text = _EXTRA_SPACES.sub("", text)
+            text = _SPACE_RUNS.sub(" ", text)
+        return text
+
+    def _normalize_chars(self, text: str) -> str:
         norm = self.plan.norm
         if not norm:
             return text
-        if len(norm) > 1 or norm[0] == "Lowercase":
+        if not self._keeps_newline:  # nmt_nfkc maps '\n' to ' ': normalize line by line
+            return "\n".join(map(self._normalizer.normalize_str, text.split("\n")))
+        if len(norm) > 1 or norm[0] in ("Lowercase", "Precompiled"):
             return self._normalizer.normalize_str(text)
         # One Unicode normal form: Python's quick check skips text that is already normalized
         # (most of it). Python's tables are newer than the tokenizers crate's, so "already
@@ -303,6 +344,25 @@ class LineEncoder:
         self._key1 = np.insert(self._key1, at, key1[order])
         self._key2 = np.insert(self._key2, at, key2[order])
         self._key_idx = np.insert(self._key_idx, at, np.arange(n0, n1)[order])
+
+
+def _spm_encoder(tok_json: str, cfg: dict, tok_path: Path):
+    """sentencepiece's processor for a BPE tokenizer.json proven to be the conversion of the
+    .model kept beside it (`tfcli.tokenizer.spm.made_from`), else None.
+
+    The two encode alike on every line measured (benchmarks/results/encode.md) and
+    sentencepiece is faster. Unigram keeps the word cache: a tie between two segmentations of
+    equal score (`333` = `33 3` or `3 33`) is broken differently by the two libraries."""
+    if (cfg.get("model") or {}).get("type") != "BPE":
+        return None
+    from tfcli.tokenizer.spm import made_from
+
+    data = made_from(tok_json, tok_path)
+    if data is None:
+        return None
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_proto=data, num_threads=1)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

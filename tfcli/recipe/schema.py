@@ -27,6 +27,11 @@ class TokenizerType(str, enum.Enum):
     UNIGRAM = "unigram"
 
 
+class Trainer(str, enum.Enum):
+    TOKENIZERS = "tokenizers"  # HF tokenizers' trainers (bpe, wordpiece, unigram)
+    SENTENCEPIECE = "sentencepiece"  # sentencepiece's (bpe, unigram), saved as tokenizer.json
+
+
 class PreTokenizer(str, enum.Enum):
     METASPACE = "metaspace"  # sentencepiece-style: spaces become '▁', decoding restores them
     BYTE_LEVEL = "byte_level"  # GPT-2 style: never an unknown token
@@ -100,6 +105,9 @@ class TokenizerConfig:
     joint: bool = knob(True, "one vocabulary for source and target")
     path: str | None = knob(None, "use this existing tokenizer.json instead of training one")
     max_lines: int = knob(0, "train on at most this many lines (0 = all)")
+    trainer: Trainer = knob(
+        Trainer.TOKENIZERS, "tokenizers | sentencepiece (bpe/unigram, faster on large corpora)"
+    )
 
 
 @dataclass

@@ -8,6 +8,9 @@ vocab.py       the vocabulary files: the fixed special ids (<pad> 0, <unk> 1, <s
                vocab dump), describe
 training.py    which files a recipe trains on, the HF trainer, streaming the lines in, sample
                statistics; build_tokenizers trains, saves and records (tfcli tokenize)
+spm.py         sentencepiece as a way to produce a tokenizer.json: training with it
+               (tokenizer.trainer: sentencepiece), importing a .model (--from-spm), and the
+               conversion that makes HF tokenizers encode exactly as sentencepiece does
 staleness.py   tokenizer.meta.json: what a vocabulary was trained from (settings + input
                fingerprints, its sha256) and why it must be retrained (retrain_reason)
 """

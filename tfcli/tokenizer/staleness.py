@@ -119,6 +119,26 @@ def write_training_meta(
     return target
 
 
+def write_import_meta(path: Path, source: Path) -> Path:
+    """Record that the joint tokenizer at `path` was imported (`tfcli tokenize --from-spm`):
+    it is kept as it is, whatever the recipe's training settings and files, until its file
+    changes; retraining over it would discard the vocabulary the user brought."""
+    side = {
+        "tokenizer": Path(path).name,
+        "sha256": file_sha256(path),
+        "imported_from": {"path": str(Path(source).resolve()), "sha256": file_sha256(source)},
+    }
+    meta = {
+        "format": META_FORMAT,
+        "version": META_VERSION,
+        "joint": True,
+        "sides": {s: side for s in SIDES},
+    }
+    target = meta_path(path)
+    atomic_write_text(target, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return target
+
+
 def retrain_reason(
     paths: dict[str, Path], inputs: dict[str, list[Path]], cfg: TokenizerConfig
 ) -> str | None:
@@ -138,6 +158,8 @@ def retrain_reason(
             return f"{paths[side].name} was not trained with the current tokenizer.joint setting"
         if recorded.get("sha256") != file_sha256(paths[side]):
             return f"{paths[side]} was modified after training"
+        if "imported_from" in recorded:  # brought by the user: never retrained over
+            continue
         reason = _fingerprint_change(
             recorded.get("fingerprint") or {}, training_fingerprint(inputs[side], cfg), side
         )
@@ -148,8 +170,8 @@ def retrain_reason(
 
 def _fingerprint_change(before: dict, now: dict, side: str) -> str | None:
     """What differs between a recorded fingerprint and today's, in the terms a user acts on."""
-    if before.get("config") != now["config"]:
-        old = before.get("config") or {}
+    old = _with_new_defaults(before.get("config") or {})
+    if old != now["config"]:
         changed = [k for k in now["config"] if old.get(k) != now["config"][k]]
         return "tokenizer settings changed: " + ", ".join(f"tokenizer.{k}" for k in changed)
     if before.get("inputs") != now["inputs"]:
@@ -161,3 +183,11 @@ def _fingerprint_change(before: dict, now: dict, side: str) -> str | None:
         ]
         return f"{Path(changed[0]).name} changed since the tokenizer was trained"
     return None
+
+
+def _with_new_defaults(config: dict) -> dict:
+    """A recorded config with fields added to TokenizerConfig since then at their defaults (a
+    tokenizer trained before `tokenizer.trainer` existed was trained by tokenizers), so adding a
+    field does not make every existing tokenizer stale."""
+    defaults = to_dict(TokenizerConfig())
+    return {**{k: v for k, v in defaults.items() if k not in config and k != "path"}, **config}

@@ -19,9 +19,9 @@ from tokenizers import Tokenizer, pre_tokenizers, trainers
 
 from tfcli import console
 from tfcli.errors import DataError, TokenizerError
-from tfcli.recipe.schema import DataConfig, PreTokenizer, TokenizerConfig, TokenizerType
-from tfcli.textio import expand_inputs, iter_chunks, iter_lines
-from tfcli.tokenizer.staleness import write_training_meta
+from tfcli.recipe.schema import DataConfig, PreTokenizer, TokenizerConfig, TokenizerType, Trainer
+from tfcli.textio import expand_inputs, iter_chunks, iter_lines, undo_on_error
+from tfcli.tokenizer.staleness import meta_path, write_training_meta
 from tfcli.tokenizer.vocab import (
     SPECIALS,
     UNK,
@@ -29,6 +29,7 @@ from tfcli.tokenizer.vocab import (
     empty_tokenizer,
     save_tokenizer,
     special_tokens,
+    vocab_txt_path,
 )
 
 # Tuning knobs, read at each call (tests lower them to exercise the sampling on small inputs):
@@ -111,6 +112,7 @@ class TrainStats:
     chars: int = 0
     seconds: float = 0.0
     sample: list[str] = field(default_factory=list)  # every k-th line, k doubling to keep < 4,000
+    spm_model: bytes | None = None  # tokenizer.trainer sentencepiece: the .model it learned
 
     def to_meta(self) -> dict:
         """The "stats" entry of tokenizer.meta.json (what `tfcli inspect` shows)."""
@@ -247,19 +249,22 @@ def train_tokenizer(
             "no input files to train a tokenizer on; pass files or set data.* in the recipe"
         )
     _check_vocab_size(cfg)
-    tok, trainer = empty_tokenizer(cfg), trainer_for(cfg)
     what = f"a {cfg.vocab_size:,}-piece {cfg.type.value} vocabulary"
     start = time.perf_counter()
     with _Progress(show_progress, len(files), what) as progress:
-        corpus = _Corpus(files, cfg.max_lines, progress.file)
-        # Lists of lines: the trainer takes each line as one sequence and counts its words in Rust
-        # threads. (Joining a block into one long sequence measured no faster; see
-        # benchmarks/results/tokenize.md.) Rust buffers only 256 lines ahead, so the line count
-        # shown tracks the counting.
-        tok.train_from_iterator(progress.wrap(corpus.blocks()), trainer)
+        if cfg.trainer is Trainer.SENTENCEPIECE:
+            tok, corpus, spm_model = _train_sentencepiece(files, cfg, progress)
+        else:
+            tok, trainer = empty_tokenizer(cfg), trainer_for(cfg)
+            corpus = _Corpus(files, cfg.max_lines, progress.file)
+            # Lists of lines: the trainer takes each line as one sequence and counts its words in
+            # Rust threads. (Joining a block into one long sequence measured no faster; see
+            # benchmarks/results/tokenize.md.) Rust buffers only 256 lines ahead, so the line
+            # count shown tracks the counting.
+            tok.train_from_iterator(progress.wrap(corpus.blocks()), trainer)
+            spm_model = None
     if corpus.chars == 0:
-        names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
-        raise DataError(f"no text in {names}: the tokenizer needs at least one non-empty line")
+        raise DataError(_no_text(files))
     check_specials(tok, "trained tokenizer")  # an invariant of special_tokens(); cheap to verify
     if tok.get_vocab_size() > cfg.vocab_size:
         console.warn(
@@ -269,7 +274,42 @@ def train_tokenizer(
     if stats is not None:
         stats.files, stats.lines, stats.chars = files, corpus.lines, corpus.chars
         stats.seconds, stats.sample = time.perf_counter() - start, corpus.sample
+        stats.spm_model = spm_model
     return tok
+
+
+def _train_sentencepiece(
+    files: list[Path], cfg: TokenizerConfig, progress: _Progress
+) -> tuple[Tokenizer, _Corpus, bytes]:
+    """sentencepiece learns the vocabulary (it samples max_lines sentences itself, at random
+    from all of the input); the .model is converted into an exactly equivalent tokenizer.json."""
+    from tfcli.tokenizer.spm import parse_model, to_tokenizer, train_options, train_spm
+
+    options = train_options(cfg)  # its errors come before any reading
+    corpus = _Corpus(files, 0, progress.file)
+    try:
+        model = train_spm(progress.wrap(corpus.blocks()), options)
+    except TokenizerError:
+        if corpus.chars == 0:  # sentencepiece's own message for this is obscure
+            raise DataError(_no_text(files)) from None
+        raise
+    return to_tokenizer(parse_model(model), "sentencepiece-trained model"), corpus, model
+
+
+def _no_text(files: list[Path]) -> str:
+    names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    return f"no text in {names}: the tokenizer needs at least one non-empty line"
+
+
+def _keep_spm_model(data: bytes | None, tok_path: Path) -> None:
+    """The .model beside a sentencepiece-trained tokenizer (`tfcli encode` encodes with it);
+    a stale one beside a tokenizers-trained tokenizer goes."""
+    from tfcli.tokenizer.spm import model_path, save_model
+
+    if data is not None:
+        save_model(data, tok_path)
+    else:
+        model_path(tok_path).unlink(missing_ok=True)
 
 
 def sample_stats(tok: Tokenizer, lines: list[str]) -> dict[str, float]:
@@ -306,7 +346,11 @@ def build_tokenizers(
         stats = TrainStats()
         tok = train_tokenizer(inputs[side], cfg, show_progress, stats=stats)
         results[side] = TrainResult(tok, stats)
-    for side in ("src", "tgt"):
-        save_tokenizer(results[side].tokenizer, paths[side])
-    write_training_meta(paths, inputs, cfg, {s: r.stats.to_meta() for s, r in results.items()})
+    files = [f for p in paths.values() for f in (p, vocab_txt_path(p), meta_path(p))]
+    with undo_on_error(*files):  # every file of the set, or none (a full disk half-way)
+        for side in ("src", "tgt"):
+            save_tokenizer(results[side].tokenizer, paths[side])
+            _keep_spm_model(results[side].stats.spm_model, paths[side])
+        stats = {s: r.stats.to_meta() for s, r in results.items()}
+        write_training_meta(paths, inputs, cfg, stats)
     return results

@@ -33,7 +33,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 
 from tfcli.errors import TokenizerError
 from tfcli.recipe.schema import PreTokenizer, TokenizerConfig, TokenizerType
-from tfcli.textio import atomic_path, atomic_write_text
+from tfcli.textio import atomic_path, atomic_write_text, undo_on_error
 from tfcli.tokenizer.staleness import file_sha256, recorded_stats
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
@@ -154,12 +154,15 @@ def readable_piece(piece: str) -> str:
 def save_tokenizer(tok: Tokenizer, path: Path) -> None:
     """Write tokenizer.json atomically, plus `<stem>.vocab.txt` (id<TAB>piece, one per line)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        tok.save(str(tmp), pretty=True)
     by_id = sorted(tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
-    atomic_write_text(
-        vocab_txt_path(path), "".join(f"{i}\t{readable_piece(p)}\n" for p, i in by_id)
-    )
+    with undo_on_error(path, vocab_txt_path(path)):  # both files, or neither
+        with atomic_path(path, "tokenizer") as tmp:
+            tok.save(str(tmp), pretty=True)
+        atomic_write_text(
+            vocab_txt_path(path),
+            "".join(f"{i}\t{readable_piece(p)}\n" for p, i in by_id),
+            "vocabulary dump",
+        )
 
 
 def _component(obj: dict | None) -> str:
