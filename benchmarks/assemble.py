@@ -18,6 +18,8 @@ ORDER = [
     "decode",
     "checkpoint",
     "quickstart",
+    "attention",
+    "gpu",
 ]
 
 
