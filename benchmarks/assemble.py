@@ -19,6 +19,7 @@ ORDER = [
     "checkpoint",
     "quickstart",
     "attention",
+    "stream",
     "gpu",
 ]
 
