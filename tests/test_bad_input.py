@@ -148,7 +148,7 @@ CASES = [
     ("tokenize-corrupt-gz", ["tokenize", "cut.txt.gz", "-o", "t.json"], "corrupt gzip data"),
     ("tokenize-empty", ["tokenize", "empty.txt", "-o", "t.json"], "empty"),
     ("tokenize-huge-vocab", ["tokenize", "train.src", "--vocab-size", "1000000000000", "-o", "t.json"], "at most"),
-    ("tokenize-tiny-vocab", ["tokenize", "train.src", "--vocab-size", "3", "-o", "t.json"], "too small"),
+    ("tokenize-tiny-vocab", ["tokenize", "train.src", "--vocab-size", "3", "-o", "t.json"], "at least 6"),
     ("tokenize-output-under-file", ["tokenize", "train.src", "-o", "a_file/t.json"], "cannot create"),
     ("tokenize-show-missing", ["tokenize", "--tokenizer", "nope.json", "--show", "a cat"], "nope.json"),
     ("tokenize-show-not-json", ["tokenize", "--tokenizer", "notjson.json", "--show", "a"], "not a valid tokenizer"),

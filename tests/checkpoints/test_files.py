@@ -287,3 +287,11 @@ def test_state_refuses_arbitrary_objects(tmp_path):
     (tmp_path / "cut.state.pt").write_bytes(b"PK\x03\x04 cut")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         ckpt.load_state(tmp_path / "cut.state.pt")
+
+
+def test_deeply_nested_metadata_is_one_error_not_a_recursion_traceback(tmp_path):
+    path = tmp_path / "deep.safetensors"
+    with open(path, "wb") as f:
+        ckpt.write_safetensors(f, {}, {"tfcli": "[" * 200_000 + "]" * 200_000})
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        ckpt.read_meta(path)

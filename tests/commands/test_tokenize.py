@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfcli.cli import cli
-from tfcli.errors import DataError, TfcliError, TokenizerError
+from tfcli.errors import DataError, RecipeError, TfcliError, TokenizerError
 from tfcli.recipe.schema import TokenizerConfig
 from tfcli.tokenizer.vocab import SPECIALS, load_tokenizer
 
@@ -128,7 +128,8 @@ def test_no_partial_output_on_failure(tmp_path):
     assert list(out.parent.iterdir()) == []
 
     result = invoke(str(CORPUS), "--vocab-size", "3", "-o", str(out))
-    assert isinstance(result.exception, TokenizerError) and "at least 6" in str(result.exception)
+    # refused with the recipe's other checks now, before any text is read
+    assert isinstance(result.exception, RecipeError) and "at least 6" in str(result.exception)
     assert list(out.parent.iterdir()) == []
 
 

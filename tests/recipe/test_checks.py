@@ -32,6 +32,7 @@ from tfcli.recipe.schema import ModelConfig, Recipe
         ("tokenizer.vocab_size=1000000000000", "tokenizer.vocab_size: at most 1,048,576"),
         ("train.keep_last=-1", "train.keep_last: must be >= 0"),
         ("optim.eps=0", "optim.eps: must be > 0"),
+        ("tokenizer.vocab_size=4", "tokenizer.vocab_size: at least 6 for a metaspace"),
     ],
 )
 def test_value_checks(override, fragment):

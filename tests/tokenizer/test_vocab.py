@@ -190,3 +190,13 @@ def test_describe_reports_training_stats(tmp_path):
         {"src": [CORPUS], "tgt": [CORPUS]}, TokenizerConfig(vocab_size=300), paths, False
     )
     assert describe_tokenizer(paths["src"])["trained_on"].startswith("1 file(s), 16 lines, ")
+
+
+def test_an_oversized_tokenizer_file_is_refused_before_parsing(tmp_path, monkeypatch):
+    from tfcli.tokenizer import vocab
+
+    big = tmp_path / "big.json"
+    big.write_text("{" + " " * 5000 + "}")
+    monkeypatch.setattr(vocab, "MAX_TOKENIZER_BYTES", 1000)
+    with pytest.raises(TokenizerError, match="too large for a tokenizer.json"):
+        load_tokenizer(big)

@@ -196,6 +196,10 @@ def open_header(path: Path) -> tuple[dict, dict[str, str], dict[str, tuple[str, 
     try:
         meta = json.loads(raw[META_KEY])
         aliases = json.loads(raw.get(SHARED_KEY, "{}"))
+    except RecursionError:  # nesting no checkpoint of ours has (safetensors bounds the size)
+        raise CheckpointError(
+            f"{path}: metadata nested too deeply; not a tfcli checkpoint"
+        ) from None
     except json.JSONDecodeError as e:
         raise CheckpointError(
             f"{path}: the tfcli metadata is not valid JSON ({e}); corrupt file"

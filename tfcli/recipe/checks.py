@@ -60,6 +60,15 @@ def recipe_problems(r: Recipe) -> list[str]:
     )
     p = [f"{k}: must be > 0, got {v}" for k, v in positive.items() if v <= 0]
     p += [f"{k}: must be >= 0, got {v}" for k, v in not_negative.items() if v < 0]
+    from tfcli.tokenizer.training import min_vocab_size
+
+    if 0 < r.tokenizer.vocab_size < min_vocab_size(r.tokenizer):
+        p.append(
+            f"tokenizer.vocab_size: at least {min_vocab_size(r.tokenizer)} for a "
+            f"{r.tokenizer.pre_tokenizer.value} vocabulary (specials"
+            f"{' + 256 bytes' if r.tokenizer.pre_tokenizer.value == 'byte_level' else ''} + 1), "
+            f"got {r.tokenizer.vocab_size}"
+        )
     if r.tokenizer.vocab_size > MAX_VOCAB_SIZE:
         p.append(
             f"tokenizer.vocab_size: at most {MAX_VOCAB_SIZE:,}, got {r.tokenizer.vocab_size:,} "

@@ -54,11 +54,19 @@ def check_specials(tok: Tokenizer, where: str) -> None:
             )
 
 
+MAX_TOKENIZER_BYTES = 256 << 20
+
+
 def load_tokenizer(path: Path) -> Tokenizer:
     """Load a tokenizer.json; TokenizerError if missing, invalid, or specials not at fixed ids."""
     path = Path(path)
     if not path.is_file():
         raise TokenizerError(f"tokenizer not found: {path}; train one with `tfcli tokenize`")
+    if path.stat().st_size > MAX_TOKENIZER_BYTES:
+        raise TokenizerError(
+            f"{path}: {path.stat().st_size:,} bytes is too large for a tokenizer.json (limit "
+            f"{MAX_TOKENIZER_BYTES:,}; a 250k-piece vocabulary is ~20 MB); is it the right file?"
+        )
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
