@@ -46,8 +46,11 @@ def test_a_second_owner_is_refused_naming_the_first(owner):
 
 
 def test_cli_commands_refuse_a_live_run_with_one_line(owner, tmp_path):
+    from tfcli.demo import write_demo
+
     run, proc = owner
     run.checkpoints.mkdir()  # a live run, as it looks before its first checkpoint
+    write_demo(tmp_path / "demo", n_train=20, n_valid=5, n_test=5, n_mono=5, n_mono_valid=5)
     env = {**os.environ, "TFCLI_QUIET": "0"}
     for args in (
         ["train", "demo-tiny", "--run-dir", str(run.root), "--max-steps", "1"],

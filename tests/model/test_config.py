@@ -38,6 +38,14 @@ OLD_FORMAT = {
     "pad_id": 0,
     "init": "normal",
 }
+# What issue 12 added (the attention variants), at their defaults: old checkpoints lack them.
+ADDED_KEYS = {
+    "max_relative_position": 16,
+    "relative_values": False,
+    "attention": "full",
+    "linformer_k": 256,
+    "attention_score": "dot",
+}
 
 
 def _names(cls: type) -> set[str]:
@@ -65,13 +73,19 @@ def test_round_trip_through_json() -> None:
 def test_old_format_loads_and_is_written_back_unchanged() -> None:
     spec = ModelSpec.from_dict(dict(OLD_FORMAT))
     assert (spec.kind, spec.positions, spec.d_model) == (ModelKind.SEQ2SEQ, "rotary", 64)
-    assert spec.to_dict() == OLD_FORMAT, "the same flat keys and plain values"
-    assert _names(ModelSpec) == set(OLD_FORMAT)
+    assert spec.to_dict() == OLD_FORMAT | ADDED_KEYS, "the same flat keys, new ones at defaults"
+    assert _names(ModelSpec) == set(OLD_FORMAT) | set(ADDED_KEYS)
+    assert build_model_free_defaults(spec)
+
+
+def build_model_free_defaults(spec: ModelSpec) -> bool:
+    """An old spec builds the paper's attention: no variant switched on by the new keys."""
+    return (spec.attention, spec.attention_score, spec.relative_values) == ("full", "dot", False)
 
 
 def test_from_dict_reports_every_problem() -> None:
     d = ModelSpec("mlm", 50, 50, decoder_layers=0).to_dict()
-    d.update(colour="blue", n_heads="8", positions="alibi")
+    d.update(colour="blue", n_heads="8", positions="t5")
     del d["kind"]
     with pytest.raises(CheckpointError) as e:
         ModelSpec.from_dict(d)
@@ -79,7 +93,10 @@ def test_from_dict_reports_every_problem() -> None:
     assert msg.startswith("model spec in checkpoint is invalid: ")
     assert "unknown key 'colour'" in msg and "missing key 'kind'" in msg
     assert "n_heads: expected an integer, got '8'" in msg
-    assert "positions: expected one of 'sinusoidal', 'learned', 'rotary', got 'alibi'" in msg
+    assert (
+        "positions: expected one of 'sinusoidal', 'learned', 'rotary', 'relative', 'alibi', "
+        "got 't5'" in msg
+    )
 
 
 def test_from_dict_checks_values() -> None:
@@ -131,15 +148,29 @@ def test_one_architecture_for_the_recipe_and_the_spec() -> None:
     assert spec_from_recipe(ModelConfig(), "seq2seq", 100, 100) == ModelSpec("seq2seq", 100, 100)
 
 
-def test_every_architecture_field_of_the_recipe_reaches_the_spec() -> None:
+# The attention variants exclude one another, so no one recipe changes every field: each set
+# changes some (window too: Linformer refuses one), on top of every other field changed.
+VARIANTS = [
+    {"positions": "relative", "relative_values": True, "max_relative_position": 8, "window": 2},
+    {"attention": "linformer", "linformer_k": 64, "positions": "rotary"},
+    {"attention_score": "additive", "positions": "learned", "window": 3},
+]
+EXCLUSIVE = {k for v in VARIANTS for k in v}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_architecture_field_of_the_recipe_reaches_the_spec(variant: dict) -> None:
+    default = Architecture()
     changed = {
-        f"model.{f.name}": recipe.to_dict(_other_value(getattr(Architecture(), f.name)))
+        f.name: recipe.to_dict(_other_value(getattr(default, f.name)))
         for f in dataclasses.fields(Architecture)
-    }
-    r = recipe.load(None, values=changed)
+        if f.name not in EXCLUSIVE
+    } | variant
+    r = recipe.load(None, values={f"model.{k}": v for k, v in changed.items()})
     spec = spec_from_recipe(r.model, "seq2seq", 100, 100)
     for f in dataclasses.fields(Architecture):
-        assert getattr(spec, f.name) != getattr(Architecture(), f.name), f.name
+        if f.name in changed:
+            assert getattr(spec, f.name) != getattr(default, f.name), f.name
         assert getattr(spec, f.name) == getattr(r.model, f.name), f.name
     assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
@@ -148,3 +179,36 @@ def test_config_imports_without_torch() -> None:
     code = "import sys, tfcli.model.config, tfcli.recipe.loader; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "fields,problem",
+    [
+        (dict(attention="linformer", window=4), "model.attention: linformer mixes every key"),
+        (dict(attention="linformer", positions="relative"), "has no key positions left for"),
+        (dict(attention="linformer", positions="alibi"), "model.positions: alibi; use"),
+        (dict(attention="linformer", attention_score="additive"), "supports attention_score: dot"),
+        (dict(attention="linformer", linformer_k=2048), "model.linformer_k (2048) must be <="),
+        (dict(attention_score="additive", positions="rotary"), "additive takes no rotary"),
+        (dict(attention_score="additive", positions="relative"), "additive takes no relative"),
+        (dict(relative_values=True), "model.relative_values: needs model.positions: relative"),
+        (dict(max_relative_position=0), "model.max_relative_position: must be > 0, got 0"),
+        (dict(linformer_k=0), "model.linformer_k: must be > 0, got 0"),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused_in_one_line(fields, problem) -> None:
+    problems = Architecture(**fields).problems("model.")
+    assert len(problems) == 1 and problem in problems[0], problems
+    with pytest.raises(RecipeError) as e:  # what `tfcli validate` and every command report
+        recipe.load(None, [f"model.{k}={v}" for k, v in fields.items()])
+    assert problem in str(e.value)
+
+
+def test_variants_that_work_together_pass() -> None:
+    for fields in (
+        dict(positions="relative", relative_values=True, window=4),
+        dict(positions="alibi", window=4),
+        dict(attention="linformer", linformer_k=64, positions="rotary"),
+        dict(attention_score="additive", positions="learned", window=2),
+    ):
+        assert Architecture(**fields).problems() == [], fields

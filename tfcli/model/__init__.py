@@ -11,6 +11,10 @@ without torch (checkpoint metadata, `inspect`); every other module is torch.
     dropout.py      dropout with a cheaper mask on CPU
     embeddings.py   token embeddings (scaled) + additive positions, then dropout
     attention.py    multi-head attention on SDPA and the masks it takes (one convention)
+    relative.py     relative position representations (Shaw et al. 2018), an attention core
+    alibi.py        ALiBi linear distance biases (Press et al. 2022), folded into the mask
+    linformer.py    Linformer keys/values projected to a fixed length (Wang et al. 2020), a core
+    additive.py     additive (Bahdanau) attention scores, an attention core
     feedforward.py  the position-wise feed-forward network
     stack.py        TransformerStack: the encoder and decoder are two settings of one stack
     cache.py        the key/value cache for incremental decoding
@@ -18,6 +22,7 @@ without torch (checkpoint metadata, `inspect`); every other module is torch.
     mlm.py          MaskedLM and its prediction head
     build.py        build_model (the only place that knows hyperparameters), init, parameter counts
 
-Reading order: positions -> dropout -> embeddings -> attention -> feedforward -> stack -> cache
--> seq2seq / mlm -> config -> build.
+Reading order: positions -> dropout -> embeddings -> attention -> relative / alibi / linformer /
+additive -> feedforward -> stack -> cache -> seq2seq / mlm -> config -> build. The variants are
+small modules build.py picks from a closed table; the paper's model runs none of them.
 """

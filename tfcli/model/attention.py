@@ -3,7 +3,13 @@
 Mask convention (one, everywhere): boolean, True = may attend, broadcastable to (B, 1, T_q, T_k).
 `attention_mask` builds a stack's self-attention mask once per forward; layers only pass it on.
 When no mask is needed it returns None (with `is_causal` for the plain causal case), so
-scaled_dot_product_attention can pick the flash / memory-efficient kernels on GPU.
+scaled_dot_product_attention can pick the flash / memory-efficient kernels on GPU. A stack with
+ALiBi positions turns the mask into a float bias (0 or -slope * distance where allowed, -inf
+where not); SDPA and the explicit path take either kind.
+
+Variants of the attention itself (relative positions, Linformer, additive scores) are small
+`core` modules the builder hands to MultiHeadedAttention: the projections, rotary and the KV
+cache stay here, and the default (core=None) runs SDPA as before, after one `is None` test.
 """
 
 from __future__ import annotations
@@ -21,6 +27,19 @@ from tfcli.model.positions import apply_rotary
 def subsequent_mask(size: int, device: torch.device | None = None) -> Tensor:
     """(1, 1, size, size) lower-triangular: position i may attend to positions <= i."""
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()[None, None]
+
+
+def bool_to_bias(mask: Tensor | None, is_causal: bool, like: Tensor) -> Tensor:
+    """A bool mask (or is_causal over like's T_q == T_k, or nothing) as an additive float mask
+    in like's dtype: 0 = may attend, -inf = may not. A float mask passes through; (1, 1, 1, 1)
+    zeros when nothing is masked, so the result always broadcasts against the scores."""
+    if is_causal:
+        mask = subsequent_mask(like.shape[-2], like.device)
+    if mask is None:
+        return like.new_zeros(1, 1, 1, 1)
+    if mask.dtype != torch.bool:
+        return mask.to(like.dtype)
+    return like.new_zeros(mask.shape).masked_fill(~mask, float("-inf"))
 
 
 def attention_mask(
@@ -69,10 +88,23 @@ class MultiHeadedAttention(nn.Module):
     Self-attention uses one fused q/k/v projection; cross-attention a q projection and one fused
     k/v projection over the memory (cached once per decode). `rotary` (cos, sin) rotates q and k.
     `n_heads` divides `d_model`: `Architecture.problems` checks that once, before build_model.
+
+    `core`, when given, replaces softmax(q k^T / sqrt(d)) v: it is called as
+    `core(q, k, v, mask, is_causal, dropout_p, need_weights) -> (y, weights or None)` with
+    q (B, H, T_q, hd) at the last T_q of the T_k key positions (after the cache) and returns
+    y (B, H, T_q, hd).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, cross: bool = False) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float,
+        cross: bool = False,
+        core: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.core = core
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.cross = cross
@@ -132,8 +164,10 @@ class MultiHeadedAttention(nn.Module):
             k, v = cache.append(k, v, offset)  # (B, H, offset+T, hd)
         p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights:
-            y, weights = _explicit_attention(q, k, v, mask, is_causal, p)
+        if self.core is not None:
+            y, weights = self.core(q, k, v, mask, is_causal, p, need_weights)
+        elif need_weights:
+            y, weights = explicit_attention(q, k, v, mask, is_causal, p)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal
@@ -142,15 +176,17 @@ class MultiHeadedAttention(nn.Module):
         return self.out_proj(y), weights
 
 
-def _explicit_attention(
+def explicit_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool, p: float
 ) -> tuple[Tensor, Tensor]:
     """softmax(q k^T / sqrt(hd)) v, written out so the weights (B, H, T_q, T_k) can be returned."""
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T_q, T_k)
     if is_causal:
         mask = subsequent_mask(q.shape[2], q.device)
-    if mask is not None:
+    if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:  # an additive float mask (ALiBi)
+        scores = scores + mask
     weights = scores.float().softmax(dim=-1).to(q.dtype)
     dropped = F.dropout(weights, p) if p > 0 else weights
     return dropped @ v, weights

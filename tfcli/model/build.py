@@ -17,17 +17,52 @@ Initialisation (`ModelSpec.init`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from tfcli.errors import RecipeError
+from tfcli.model.additive import AdditiveScore
 from tfcli.model.attention import MultiHeadedAttention
-from tfcli.model.config import ModelKind, ModelSpec, NormPosition, Positions
+from tfcli.model.config import (
+    AttentionKind,
+    AttentionScore,
+    ModelKind,
+    ModelSpec,
+    NormPosition,
+    Positions,
+)
 from tfcli.model.embeddings import Embeddings
+from tfcli.model.linformer import LinformerAttention
 from tfcli.model.mlm import MaskedLM, MLMHead
 from tfcli.model.positions import LearnedPositions
+from tfcli.model.relative import RelativePositionAttention
 from tfcli.model.seq2seq import EncoderDecoder, Generator
 from tfcli.model.stack import TransformerStack
+
+Core = Callable[[], nn.Module] | None  # makes one layer's attention core; None = dot product
+
+
+def _self_core(spec: ModelSpec, causal: bool) -> Core:
+    """The closed table of self-attention cores. Architecture.problems has refused every
+    combination two of these would need (e.g. linformer + relative), so at most one applies.
+    Linformer mixes all positions, so the causal decoder keeps the scaled dot product."""
+    if spec.attention_score == AttentionScore.ADDITIVE:
+        return lambda: AdditiveScore(spec.n_heads, spec.head_dim)
+    if spec.positions == Positions.RELATIVE:
+        k, values = spec.max_relative_position, spec.relative_values
+        return lambda: RelativePositionAttention(spec.head_dim, k, values)
+    if spec.attention == AttentionKind.LINFORMER and not causal:
+        return lambda: LinformerAttention(spec.max_positions, spec.linformer_k)
+    return None
+
+
+def _cross_core(spec: ModelSpec) -> Core:
+    """Cross-attention has no positions between source and target: only the score varies."""
+    if spec.attention_score == AttentionScore.ADDITIVE:
+        return lambda: AdditiveScore(spec.n_heads, spec.head_dim)
+    return None
 
 
 def _stack(spec: ModelSpec, n_layers: int, decoder: bool) -> TransformerStack:
@@ -44,6 +79,9 @@ def _stack(spec: ModelSpec, n_layers: int, decoder: bool) -> TransformerStack:
         cross_attend=decoder,
         window=spec.window,
         rotary_positions=spec.max_positions if spec.positions == Positions.ROTARY else 0,
+        alibi=spec.positions == Positions.ALIBI,
+        self_core=_self_core(spec, causal=decoder),
+        cross_core=_cross_core(spec) if decoder else None,
     )
 
 

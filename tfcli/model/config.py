@@ -42,6 +42,18 @@ class Positions(str, enum.Enum):
     SINUSOIDAL = "sinusoidal"
     LEARNED = "learned"
     ROTARY = "rotary"
+    RELATIVE = "relative"  # Shaw et al. 2018: learned embeddings of clipped distances (relative.py)
+    ALIBI = "alibi"  # Press et al. 2022: a fixed linear distance penalty per head (alibi.py)
+
+
+class AttentionKind(str, enum.Enum):
+    FULL = "full"  # every query sees every allowed key: O(T^2) scores
+    LINFORMER = "linformer"  # Wang et al. 2020: keys/values projected to linformer_k (linformer.py)
+
+
+class AttentionScore(str, enum.Enum):
+    DOT = "dot"  # q.k / sqrt(d_head), the paper's scaled dot product
+    ADDITIVE = "additive"  # Bahdanau: v^T tanh(q + k) per head (additive.py)
 
 
 class Init(str, enum.Enum):
@@ -66,11 +78,32 @@ class Architecture:
     attention_dropout: float = knob(0.0, "dropout on attention weights")
     activation: Activation = knob(Activation.RELU, "relu | gelu")
     norm: NormPosition = knob(NormPosition.POST, "post (paper) | pre")
-    positions: Positions = knob(Positions.SINUSOIDAL, "sinusoidal | learned | rotary")
+    positions: Positions = knob(
+        Positions.SINUSOIDAL,
+        "sinusoidal (paper) | learned | rotary | relative (Shaw et al. 2018) | "
+        "alibi (Press et al. 2022, extrapolates past max_positions)",
+    )
     max_positions: int = knob(1024, "longest sequence the positions support")
     share_embeddings: bool = knob(True, "tie source, target and output embeddings (joint vocab)")
     window: int = knob(0, "local self-attention window (tokens each side); 0 = full attention")
     init: Init = knob(Init.XAVIER, "initial weights: xavier (fairseq) | normal = N(0, 0.02) (HF)")
+    max_relative_position: int = knob(
+        16,
+        "positions: relative: distances are clipped to +-this (Shaw et al.: 16; k >= 2 is close)",
+    )
+    relative_values: bool = knob(
+        False, "positions: relative: also add relative embeddings to the values (Shaw's a^V)"
+    )
+    attention: AttentionKind = knob(
+        AttentionKind.FULL,
+        "full | linformer (Wang et al. 2020: encoder self-attention over linformer_k projected "
+        "keys; the decoder stays full)",
+    )
+    linformer_k: int = knob(256, "attention: linformer: projected key/value length")
+    attention_score: AttentionScore = knob(
+        AttentionScore.DOT,
+        "dot (scaled dot product) | additive (Bahdanau: v^T tanh(q + k); d_head x the memory)",
+    )
 
     def __post_init__(self) -> None:
         # Code may pass choices as their strings (ModelSpec(positions="rotary")); hold members.
@@ -92,6 +125,7 @@ class Architecture:
             value = getattr(self, name)
             if not isinstance(value, choice):
                 p.append(f"{prefix}{name}: expected {type_name(choice)}, got {value!r}")
+        choices_valid = not p
         positive = ("d_model", "n_heads", "d_ff", "encoder_layers", "max_positions")
         p += [
             f"{prefix}{k}: must be > 0, got {getattr(self, k)}"
@@ -100,6 +134,11 @@ class Architecture:
         ]
         if self.window < 0:
             p.append(f"{prefix}window: must be >= 0, got {self.window}")
+        for k in ("max_relative_position", "linformer_k"):
+            if getattr(self, k) <= 0:
+                p.append(f"{prefix}{k}: must be > 0, got {getattr(self, k)}")
+        if choices_valid:  # the variant rules read the choices' values
+            p += self._variant_problems(prefix)
         if self.n_heads > 0 and self.d_model % self.n_heads:
             p.append(
                 f"{prefix}d_model ({self.d_model}) must be divisible by "
@@ -113,6 +152,42 @@ class Architecture:
         for k in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, k) < 1.0:
                 p.append(f"{prefix}{k}: must be in [0, 1), got {getattr(self, k)}")
+        return p
+
+    def _variant_problems(self, prefix: str) -> list[str]:
+        """Combinations of the attention variants that cannot work, one line each."""
+        p = []
+        linformer = self.attention == AttentionKind.LINFORMER
+        pairwise = self.positions in (Positions.RELATIVE, Positions.ALIBI)
+        if self.relative_values and self.positions != Positions.RELATIVE:
+            p.append(f"{prefix}relative_values: needs {prefix}positions: relative")
+        if linformer and self.window > 0:
+            p.append(
+                f"{prefix}attention: linformer mixes every key position into linformer_k slots, "
+                f"so it cannot keep a local {prefix}window; set window: 0 or attention: full"
+            )
+        if linformer and pairwise:
+            p.append(
+                f"{prefix}attention: linformer has no key positions left for "
+                f"{prefix}positions: {self.positions.value}; use sinusoidal, learned or rotary"
+            )
+        if linformer and self.attention_score == AttentionScore.ADDITIVE:
+            p.append(
+                f"{prefix}attention: linformer supports attention_score: dot only, got additive"
+            )
+        if linformer and self.linformer_k > self.max_positions > 0:
+            p.append(
+                f"{prefix}linformer_k ({self.linformer_k}) must be <= {prefix}max_positions "
+                f"({self.max_positions}): the projection shortens the sequence"
+            )
+        if self.attention_score == AttentionScore.ADDITIVE and self.positions not in (
+            Positions.SINUSOIDAL,
+            Positions.LEARNED,
+        ):
+            p.append(
+                f"{prefix}attention_score: additive takes no {self.positions.value} positions "
+                "(they are defined on the dot product); use sinusoidal or learned"
+            )
         return p
 
 

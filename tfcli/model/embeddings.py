@@ -13,7 +13,8 @@ from tfcli.model.positions import LearnedPositions, SinusoidalPositions
 class Embeddings(nn.Module):
     """ids (B, T) -> (B, T, D) = dropout(tokens(ids) * sqrt(D) + positions).
 
-    With `positions="rotary"` nothing is added here: attention rotates q/k instead.
+    With `positions="rotary"` nothing is added here: attention rotates q/k instead; with
+    "relative" or "alibi" neither: attention sees distances only (relative.py, alibi.py).
     `tokens.weight` is also the output projection when embeddings are tied.
     """
 

@@ -1,12 +1,17 @@
 """One Transformer stack class for both roles, as in x-transformers: the encoder is
 `TransformerStack(causal=False, cross_attend=False)`, the decoder `causal=True, cross_attend=True`.
 Embeddings and output heads live outside, so seq2seq and MLM models share every layer class.
+Attention variants arrive as core factories (one core per layer, picked by build.py) and an
+optional ALiBi bias; with none of them the layers run the paper's attention unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
+from tfcli.model.alibi import AlibiBias
 from tfcli.model.attention import MultiHeadedAttention, attention_mask
 from tfcli.model.cache import KVCache, LayerKV
 from tfcli.model.dropout import Dropout
@@ -31,15 +36,19 @@ class TransformerLayer(nn.Module):
         activation: str,
         pre_norm: bool,
         cross_attend: bool,
+        self_core: nn.Module | None = None,
+        cross_core: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
-        self.self_attn = MultiHeadedAttention(d_model, n_heads, attention_dropout)
+        self.self_attn = MultiHeadedAttention(d_model, n_heads, attention_dropout, core=self_core)
         self.self_attn_norm = nn.LayerNorm(d_model)
         self.cross_attn: MultiHeadedAttention | None = None
         self.cross_attn_norm: nn.LayerNorm | None = None
         if cross_attend:
-            self.cross_attn = MultiHeadedAttention(d_model, n_heads, attention_dropout, cross=True)
+            self.cross_attn = MultiHeadedAttention(
+                d_model, n_heads, attention_dropout, cross=True, core=cross_core
+            )
             self.cross_attn_norm = nn.LayerNorm(d_model)
         self.feed_forward = PositionwiseFeedForward(d_model, d_ff, activation)
         self.feed_forward_norm = nn.LayerNorm(d_model)
@@ -89,7 +98,8 @@ class TransformerLayer(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """N TransformerLayers. Builds the self-attention mask and rotary tables once per forward."""
+    """N TransformerLayers. Builds the self-attention mask (with ALiBi's bias) and rotary
+    tables once per forward."""
 
     def __init__(
         self,
@@ -106,8 +116,13 @@ class TransformerStack(nn.Module):
         cross_attend: bool,
         window: int = 0,
         rotary_positions: int = 0,
+        alibi: bool = False,
+        self_core: Callable[[], nn.Module] | None = None,
+        cross_core: Callable[[], nn.Module] | None = None,
     ) -> None:
-        """rotary_positions > 0 enables rotary q/k for that many positions (0 = no rotary)."""
+        """rotary_positions > 0 enables rotary q/k for that many positions (0 = no rotary);
+        alibi adds ALiBi's distance bias to self-attention. self_core / cross_core make each
+        layer's attention core (see MultiHeadedAttention); None = the scaled dot product."""
         super().__init__()
         self.causal = causal
         self.window = window
@@ -121,6 +136,8 @@ class TransformerStack(nn.Module):
                 activation,
                 pre_norm,
                 cross_attend,
+                self_core() if self_core is not None else None,
+                cross_core() if cross_core is not None and cross_attend else None,
             )
             for _ in range(n_layers)
         )
@@ -129,6 +146,7 @@ class TransformerStack(nn.Module):
         self.rotary = (
             RotaryPositions(d_model // n_heads, rotary_positions) if rotary_positions else None
         )
+        self.alibi = AlibiBias(n_heads) if alibi else None
 
     def forward(
         self,
@@ -152,6 +170,8 @@ class TransformerStack(nn.Module):
         mask, is_causal = attention_mask(
             pad_mask, t, offset + t, causal=self.causal, window=self.window, device=x.device
         )
+        if self.alibi is not None:
+            mask, is_causal = self.alibi(mask, is_causal, t, offset + t), False
         rotary = self.rotary(t, offset) if self.rotary is not None else None
         weights = []
         for i, layer in enumerate(self.layers):
