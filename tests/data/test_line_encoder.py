@@ -103,7 +103,8 @@ def test_sentencepiece_tokenizers_take_the_word_cache_and_stay_exact(
     import sentencepiece as spm
 
     from tfcli.recipe.schema import TokenizerConfig
-    from tfcli.tokenizer.spm import parse_model, to_tokenizer, train_options, train_spm
+    from tfcli.tokenizer.spm import to_tokenizer, train_options, train_spm
+    from tfcli.tokenizer.spm_model import parse_model
     from tfcli.tokenizer.vocab import save_tokenizer
 
     corpus = TRAIN_SRC.read_text(encoding="utf-8").splitlines()

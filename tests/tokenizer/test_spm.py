@@ -12,7 +12,8 @@ import sentencepiece as spm
 from tfcli.errors import DataError, TokenizerError
 from tfcli.recipe.schema import PreTokenizer, TokenizerConfig, TokenizerType, Trainer
 from tfcli.run_dir import RunDir
-from tfcli.tokenizer.spm import import_model, parse_model, to_tokenizer, train_options, train_spm
+from tfcli.tokenizer.spm import import_model, to_tokenizer, train_options, train_spm
+from tfcli.tokenizer.spm_model import parse_model
 from tfcli.tokenizer.staleness import retrain_reason
 from tfcli.tokenizer.training import build_tokenizers, train_tokenizer
 from tfcli.tokenizer.vocab import SPECIALS, UNK, check_specials

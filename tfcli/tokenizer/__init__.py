@@ -11,6 +11,7 @@ training.py    which files a recipe trains on, the HF trainer, streaming the lin
 spm.py         sentencepiece as a way to produce a tokenizer.json: training with it
                (tokenizer.trainer: sentencepiece), importing a .model (--from-spm), and the
                conversion that makes HF tokenizers encode exactly as sentencepiece does
+spm_model.py   reading a sentencepiece .model file (its protobuf, decoded by hand)
 staleness.py   tokenizer.meta.json: what a vocabulary was trained from (settings + input
                fingerprints, its sha256) and why it must be retrained (retrain_reason)
 """

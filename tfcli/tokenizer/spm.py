@@ -34,130 +34,26 @@ import json
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tfcli.errors import TokenizerError
 from tfcli.recipe.schema import PreTokenizer, TokenizerConfig, TokenizerType
+from tfcli.tokenizer.spm_model import (
+    BPE_MODEL,
+    NORMAL,
+    UNIGRAM_MODEL,
+    UNKNOWN,
+    SpmModel,
+    parse_model,
+    read_model,
+)
 from tfcli.tokenizer.vocab import SPACE, SPECIALS
 
-# sentencepiece_model.proto: SentencePiece.Type and TrainerSpec.ModelType values
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-UNIGRAM_MODEL, BPE_MODEL = 1, 2
 # --remove_extra_whitespaces as HF Replace steps (pattern, replacement): strip, then collapse.
 SPACES = ((r"^ +| +$", ""), (" {2,}", " "))
 # Lines longer than this (bytes) are skipped by sentencepiece's trainer (its default is 4192).
 MAX_SENTENCE_BYTES = 16384
-
-
-@dataclass
-class SpmModel:
-    """The parts of a sentencepiece ModelProto a tokenizer.json needs."""
-
-    pieces: list[tuple[str, float, int]]  # (piece, score, type) in id order
-    model_type: int = UNIGRAM_MODEL
-    byte_fallback: bool = False
-    treat_whitespace_as_suffix: bool = False
-    charsmap: bytes = b""
-    add_dummy_prefix: bool = True
-    remove_extra_whitespaces: bool = True
-    escape_whitespaces: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# --- reading a .model (protobuf wire format; sentencepiece ships no pure-Python reader) ---------
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) of one protobuf message."""
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            val, i = _varint(buf, i)
-        elif wire == 1:
-            val, i = buf[i : i + 8], i + 8
-        elif wire == 2:
-            size, i = _varint(buf, i)
-            val, i = buf[i : i + size], i + size
-        elif wire == 5:
-            val, i = buf[i : i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        if i > n:
-            raise ValueError("truncated protobuf message")
-        yield num, wire, val
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-
-
-def parse_model(data: bytes) -> SpmModel:
-    """A sentencepiece ModelProto (the bytes of a .model file) -> SpmModel; ValueError if not."""
-    model = SpmModel(pieces=[])
-    for num, wire, val in _fields(data):
-        if num == 1 and wire == 2:  # SentencePiece
-            piece, score, kind = "", 0.0, NORMAL
-            for n2, w2, v2 in _fields(val):
-                if n2 == 1 and w2 == 2:
-                    piece = v2.decode("utf-8")
-                elif n2 == 2 and w2 == 5:
-                    score = struct.unpack("<f", v2)[0]
-                elif n2 == 3 and w2 == 0:
-                    kind = v2
-            model.pieces.append((piece, score, kind))
-        elif num == 2 and wire == 2:  # TrainerSpec
-            for n2, w2, v2 in _fields(val):
-                if w2 != 0:
-                    continue
-                if n2 == 3:
-                    model.model_type = v2
-                elif n2 == 35:
-                    model.byte_fallback = bool(v2)
-                elif n2 == 24:
-                    model.treat_whitespace_as_suffix = bool(v2)
-        elif num == 3 and wire == 2:  # NormalizerSpec
-            for n2, w2, v2 in _fields(val):
-                if n2 == 1 and w2 == 2:
-                    model.extra["normalizer"] = v2.decode("utf-8", "replace")
-                elif n2 == 2 and w2 == 2:
-                    model.charsmap = bytes(v2)
-                elif n2 == 3 and w2 == 0:
-                    model.add_dummy_prefix = bool(v2)
-                elif n2 == 4 and w2 == 0:
-                    model.remove_extra_whitespaces = bool(v2)
-                elif n2 == 5 and w2 == 0:
-                    model.escape_whitespaces = bool(v2)
-    if not model.pieces:
-        raise ValueError("no pieces")
-    return model
-
-
-def read_model(path: Path) -> SpmModel:
-    """Read a .model file; TokenizerError (one line) if missing or not a sentencepiece model."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise TokenizerError(f"cannot read sentencepiece model {path}: {e.strerror}") from None
-    try:
-        return parse_model(data)
-    except (ValueError, UnicodeDecodeError, struct.error) as e:
-        raise TokenizerError(
-            f"{path}: not a sentencepiece .model file ({e}); pass the file spm_train wrote"
-        ) from None
 
 
 # --- ModelProto -> tokenizer.json ------------------------------------------------------------
@@ -186,6 +82,34 @@ def _special_order(model: SpmModel, where: str) -> list[int]:
 
 def tokenizer_json(model: SpmModel, where: str = "sentencepiece model") -> dict:
     """The tokenizer.json (as plain data) that encodes like `model`, specials at ids 0-4."""
+    _check_importable(model, where)
+    order = _special_order(model, where)
+    pieces = list(model.pieces)
+    specials = [pieces[i] for i in order]
+    pieces[: len(SPECIALS)] = [
+        (s, sc, kind) for s, (_, sc, kind) in zip(SPECIALS, specials, strict=True)
+    ]
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
+    added = [{"id": i, "content": s, **flags, "special": True} for i, s in enumerate(SPECIALS)]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": _normalizer(model),
+        "pre_tokenizer": {
+            "type": "Metaspace",
+            "replacement": SPACE,
+            "prepend_scheme": "never",
+            "split": True,
+        },  # fmt: skip
+        "post_processor": None,
+        "decoder": _decoder(model),
+        "model": _model_body(model, pieces),
+    }
+
+
+def _check_importable(model: SpmModel, where: str) -> None:
     if model.model_type not in (UNIGRAM_MODEL, BPE_MODEL):
         raise TokenizerError(
             f"{where}: only BPE and Unigram sentencepiece models can be imported "
@@ -196,60 +120,42 @@ def tokenizer_json(model: SpmModel, where: str = "sentencepiece model") -> dict:
             f"{where}: models trained with --treat_whitespace_as_suffix or without "
             "--escape_whitespaces cannot be imported; retrain with the defaults"
         )
-    order = _special_order(model, where)
-    pieces = list(model.pieces)
-    specials = [pieces[i] for i in order]
-    pieces[: len(SPECIALS)] = [
-        (s, sc, kind) for s, (_, sc, kind) in zip(SPECIALS, specials, strict=True)
-    ]
-    unk_piece = SPECIALS[1]
-    added = [
-        {
-            "id": i,
-            "content": s,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for i, s in enumerate(SPECIALS)
-    ]
+
+
+def _model_body(model: SpmModel, pieces: list[tuple[str, float, int]]) -> dict:
     if model.model_type == UNIGRAM_MODEL:
-        body = {
+        vocab = [[p, float(sc)] for p, sc, _ in pieces]
+        return {
             "type": "Unigram",
             "unk_id": 1,
-            "vocab": [[p, float(sc)] for p, sc, _ in pieces],
-            "byte_fallback": model.byte_fallback,
-        }
-    else:
-        vocab = {p: i for i, (p, _, _) in enumerate(pieces)}
-        body = {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": unk_piece,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": True,  # sentencepiece BPE joins a run of unknown characters into one <unk>
-            "byte_fallback": model.byte_fallback,
-            "ignore_merges": False,
             "vocab": vocab,
-            "merges": _bpe_merges(pieces, vocab),
+            "byte_fallback": model.byte_fallback,
         }
+    ids = {p: i for i, (p, _, _) in enumerate(pieces)}
+    return {
+        "type": "BPE", "dropout": None, "unk_token": SPECIALS[1],
+        "continuing_subword_prefix": None, "end_of_word_suffix": None,
+        "fuse_unk": True,  # sentencepiece BPE joins a run of unknown characters into one <unk>
+        "byte_fallback": model.byte_fallback, "ignore_merges": False,
+        "vocab": ids, "merges": _bpe_merges(pieces, ids),
+    }  # fmt: skip
+
+
+def _normalizer(model: SpmModel) -> dict | None:
     norms: list[dict] = []
     if model.charsmap:
-        norms.append(
-            {
-                "type": "Precompiled",
-                "precompiled_charsmap": base64.b64encode(model.charsmap).decode(),
-            }
-        )
+        charsmap = base64.b64encode(model.charsmap).decode()
+        norms.append({"type": "Precompiled", "precompiled_charsmap": charsmap})
     if model.remove_extra_whitespaces:  # sentencepiece strips and collapses U+0020 only
         norms += [{"type": "Replace", "pattern": {"Regex": p}, "content": c} for p, c in SPACES]
     if model.add_dummy_prefix:
         norms.append({"type": "Prepend", "prepend": SPACE})
-    # Pieces -> text as sentencepiece decodes: '▁' is a space, bytes join into characters, and
-    # the dummy prefix's space goes.
+    return {"type": "Sequence", "normalizers": norms} if norms else None
+
+
+def _decoder(model: SpmModel) -> dict:
+    """Pieces -> text as sentencepiece decodes: '▁' is a space, bytes join into characters, and
+    the dummy prefix's space goes."""
     decoders = [
         {"type": "Replace", "pattern": {"String": SPACE}, "content": " "},
         {"type": "ByteFallback"},
@@ -257,22 +163,7 @@ def tokenizer_json(model: SpmModel, where: str = "sentencepiece model") -> dict:
     ]
     if model.add_dummy_prefix:
         decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": {"type": "Sequence", "normalizers": norms} if norms else None,
-        "pre_tokenizer": {
-            "type": "Metaspace",
-            "replacement": SPACE,
-            "prepend_scheme": "never",
-            "split": True,
-        },
-        "post_processor": None,
-        "decoder": {"type": "Sequence", "decoders": decoders},
-        "model": body,
-    }
+    return {"type": "Sequence", "decoders": decoders}
 
 
 def _bpe_merges(pieces: list[tuple[str, float, int]], vocab: dict[str, int]) -> list[list[str]]:
@@ -377,11 +268,6 @@ def train_options(cfg: TokenizerConfig) -> dict[str, Any]:
         hard_vocab_limit=False,
         minloglevel=2,
     )
-
-
-def min_vocab_size(cfg: TokenizerConfig) -> int:
-    """sentencepiece's smallest workable vocabulary: specials (+ 256 bytes) + 1."""
-    return len(SPECIALS) + (256 if cfg.pre_tokenizer is PreTokenizer.BYTE_LEVEL else 0) + 1
 
 
 def train_spm(blocks: Iterator[list[str]], options: dict[str, Any]) -> bytes:

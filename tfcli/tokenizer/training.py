@@ -283,7 +283,8 @@ def _train_sentencepiece(
 ) -> tuple[Tokenizer, _Corpus, bytes]:
     """sentencepiece learns the vocabulary (it samples max_lines sentences itself, at random
     from all of the input); the .model is converted into an exactly equivalent tokenizer.json."""
-    from tfcli.tokenizer.spm import parse_model, to_tokenizer, train_options, train_spm
+    from tfcli.tokenizer.spm import to_tokenizer, train_options, train_spm
+    from tfcli.tokenizer.spm_model import parse_model
 
     options = train_options(cfg)  # its errors come before any reading
     corpus = _Corpus(files, 0, progress.file)
