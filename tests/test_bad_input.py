@@ -172,6 +172,7 @@ CASES = [
     ("train-lr", ["train", "ok.yaml", "--run-dir", "r", "--set", "optim.lr=-1"], "optim.lr"),
     ("mlm-no-text", ["pretrain-mlm", "--max-steps", "1", "--run-dir", "r"], "data.text"),
     ("mlm-block-size", ["pretrain-mlm", "--set", "data.text=train.src", "--set", "mlm.block_size=4096", "--set", "model.max_positions=128", "--max-steps", "1", "--run-dir", "r"], "mlm.block_size"),
+    ("mlm-exposure", ["pretrain-mlm", "--set", "data.text=train.src", "--set", "train.exposure=random_tokens", "--max-steps", "1", "--run-dir", "r"], "a masked LM has no decoder"),
     # inspect
     ("inspect-missing", ["inspect", "nope"], "nope"),
     ("inspect-bogus-checkpoint", ["inspect", "bogus.safetensors"], "bogus.safetensors"),

@@ -24,7 +24,7 @@ NOT_NEGATIVE = (
     "optim.clip_norm", "train.max_steps", "train.max_epochs", "train.max_minutes",
     "train.patience", "train.eval_max_sentences", "train.save_every", "train.keep_last",
     "decode.max_len_a", "decode.max_len_b", "decode.min_len", "decode.no_repeat_ngram",
-    "decode.top_k",
+    "decode.top_k", "train.exposure_warmup",
 )  # fmt: skip
 
 
@@ -66,6 +66,8 @@ def _other_problems(r: Recipe) -> list[str]:
     p = []
     if not 0.0 <= r.train.label_smoothing < 1.0:
         p.append(f"train.label_smoothing: must be in [0, 1), got {r.train.label_smoothing}")
+    if not 0.0 <= r.train.exposure_prob <= 1.0:
+        p.append(f"train.exposure_prob: must be in [0, 1], got {r.train.exposure_prob}")
     if len(r.optim.betas) != 2:
         p.append(f"optim.betas: expected two numbers, got {r.optim.betas}")
     if not 0.0 < r.mlm.mask_prob < 1.0:

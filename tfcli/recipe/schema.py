@@ -134,6 +134,17 @@ class OptimConfig:
     clip_norm: float = knob(1.0, "clip gradients to this global norm; 0 = off")
 
 
+class Exposure(str, enum.Enum):
+    NONE = "none"  # teacher forcing: the decoder always reads the gold prefix
+    SCHEDULED_SAMPLING = "scheduled_sampling"  # two-pass, Mihaylova & Martins 2019
+    RANDOM_TOKENS = "random_tokens"  # gold inputs replaced by uniformly random tokens
+
+
+class ExposureSchedule(str, enum.Enum):
+    LINEAR = "linear"  # 0 -> exposure_prob over exposure_warmup updates, then constant
+    CONSTANT = "constant"  # exposure_prob from the first update
+
+
 @dataclass
 class TrainConfig:
     """The shared training loop (train and pretrain-mlm)."""
@@ -157,6 +168,16 @@ class TrainConfig:
     compile: bool = knob(False, "torch.compile the model")
     tensorboard: bool = knob(False, "also log to TensorBoard in run_dir/tensorboard")
     max_nan_steps: int = knob(5, "stop after this many consecutive non-finite losses")
+    exposure: Exposure = knob(
+        Exposure.NONE,
+        "none (teacher forcing) | scheduled_sampling (feed the model's own predictions, "
+        "Mihaylova & Martins 2019) | random_tokens; seq2seq training only",
+    )
+    exposure_prob: float = knob(0.25, "peak probability of replacing a gold decoder input")
+    exposure_schedule: ExposureSchedule = knob(
+        ExposureSchedule.LINEAR, "linear (0 -> exposure_prob over exposure_warmup) | constant"
+    )
+    exposure_warmup: int = knob(10000, "updates over which the linear schedule reaches the peak")
 
 
 @dataclass

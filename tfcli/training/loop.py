@@ -136,6 +136,9 @@ class Trainer:
         tokens: Any = 0
         throughput: Any = 0
         loss_sum = nll_sum = None
+        # Objectives whose batches depend on the schedule (seq2seq's train.exposure) read the
+        # number of updates done from here; a restored Progress gives a resumed run the same.
+        self.objective.step = self.p.step
         for i, desc in enumerate(micro):
             batch = distributed.to_device(self.objective.collate(desc), self.device)
             defer = self.dist.enabled and i < len(micro) - 1  # all-reduce once, on the last

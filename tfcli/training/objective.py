@@ -25,6 +25,7 @@ class Objective(Protocol):
     primary_metric: str  # a key of evaluate()'s dict, e.g. "bleu" or "loss"
     higher_is_better: bool
     budget_knob: str  # recipe key sizing a batch, named in out-of-memory errors
+    step: int  # updates done so far: the loop sets it before collating each update
 
     def train_batches(self, epoch: int, rank: int, world: int) -> list[Any]:
         """Cheap descriptors (index arrays): a pure function of (seed, epoch, rank, world), the

@@ -10,6 +10,11 @@ divides by the token count over all accumulated batches and ranks). Smoothing fo
 `cross_entropy(label_smoothing=eps)`: (1 - eps) * NLL + eps * mean over the vocabulary of
 -log p. The NLL alone is returned too, for perplexity.
 
+With `train.exposure` (tfcli.training.exposure) some gold decoder inputs of training batches are
+replaced (scheduled sampling or random tokens); `collate` draws which from (seed, step, batch),
+where `step` is the number of updates done, set by the loop before it collates an update's
+batches. Validation builds its batches itself and is always teacher-forced.
+
 Validation reports the smoothed loss (comparable to the training loss), the NLL per token, its
 perplexity, and, with `train.eval_bleu`, BLEU and chrF (sacreBLEU) of greedy translations of
 the first `train.eval_max_sentences` validation pairs, detokenized by the target tokenizer. The
@@ -27,7 +32,9 @@ import torch
 
 from tfcli.data.split import TokenBudgetSampler, collate_parallel, parallel_costs
 from tfcli.errors import DataError
+from tfcli.recipe.schema import Exposure
 from tfcli.tokenizer.vocab import PAD
+from tfcli.training.exposure import ExposureBias
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -111,6 +118,11 @@ class Seq2SeqObjective:
         self.primary_metric = "bleu" if self.bleu else "loss"
         self.higher_is_better = self.bleu
         self.sampler = TokenBudgetSampler(parallel_costs(train), cfg.max_tokens, cfg.seed)
+        self.step = 0  # updates done; the loop sets it before collating an update's batches
+        self.exposure = None  # teacher forcing
+        if cfg.exposure is not Exposure.NONE:
+            vocab = tgt_tokenizer.get_vocab_size() if tgt_tokenizer is not None else None
+            self.exposure = ExposureBias(cfg, vocab)
 
     # --- training --------------------------------------------------------------------------
 
@@ -119,14 +131,20 @@ class Seq2SeqObjective:
         return self.sampler.epoch_batches(epoch, rank, world)
 
     def collate(self, batch: np.ndarray) -> dict[str, Any]:
-        return _collate(self.train, batch)
+        b = _collate(self.train, batch)
+        if self.exposure is not None:
+            self.exposure.draw(b, self.step, batch)
+        return b
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
         """Summed label-smoothed loss of one batch; tokens = non-pad target tokens (</s> included)."""
         tgt = batch["tgt"]
+        tgt_in = tgt[:, :-1]  # <s> ids: teacher forcing
+        if "exposure_at" in batch:  # train.exposure: some gold inputs replaced (exposure.py)
+            tgt_in = self.exposure.decoder_inputs(model, batch)
         # Only the non-pad target positions (`select`, flat indices made by _collate on the host)
         # go through the output projection and the loss.
-        logits = model(batch["src"], tgt[:, :-1], batch["select"])  # (N, V); tgt_in = <s> ids
+        logits = model(batch["src"], tgt_in, batch["select"])  # (N, V); tgt_in = <s> ids
         loss, nll = label_smoothed_nll(logits, batch["target"], self.eps)  # tgt_out = ids </s>
         return loss, {"tokens": batch["tokens"], "nll": nll, "throughput": batch["throughput"]}
 

@@ -72,6 +72,11 @@ def pretrain_mlm(recipe: Recipe, *, resume: bool = False, force: bool = False) -
             "recipe or with --set data.text=FILE"
         )
     check_stop_rules(recipe)
+    if recipe.train.exposure.value != "none":
+        raise RecipeError(
+            [f"train.exposure: {recipe.train.exposure.value} feeds a decoder its own outputs; "
+             "a masked LM has no decoder (set train.exposure: none)"]
+        )  # fmt: skip
     _check_block_size(recipe)
     check_inputs(recipe, ("text",), ("valid_text",))
     return _run(recipe, _build_mlm, "pretrain-mlm", resume=resume, force=force)
