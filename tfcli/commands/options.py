@@ -68,3 +68,29 @@ def load_recipe(
     `flags` maps dotted recipe keys to the typed values click parsed; None means 'not given'.
     """
     return recipe_mod.load(recipe, overrides, {**flags, "run_dir": run_dir})
+
+
+# The run-control flags of `training_options` (and train's --compile): flag -> the key it sets.
+RUN_FLAGS = {"--device": "train.device", "--max-steps": "train.max_steps",
+             "--max-minutes": "train.max_minutes", "--compile": "train.compile"}  # fmt: skip
+
+
+def load_training_recipe(
+    command: str,
+    recipe: str | None,
+    overrides: tuple[str, ...],
+    run_dir: str | None,
+    resume: bool,
+    flags: dict[str, Any],
+) -> tuple[Recipe, str]:
+    """What a training command runs, and the command line that resumes it.
+
+    With --resume and no recipe, the run's own resolved recipe.yaml. `flags` maps RUN_FLAGS'
+    flags to their values (None or False: not given)."""
+    from tfcli.training import setup
+
+    if resume:
+        recipe = setup.resume_recipe(recipe, overrides, run_dir)
+    values = {RUN_FLAGS[flag]: None if v is False else v for flag, v in flags.items()}
+    r = load_recipe(recipe, overrides, run_dir, **values)
+    return r, setup.resume_command(command, recipe, overrides, run_dir, flags)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from tfcli import console
-from tfcli.commands.options import load_recipe, training_options
+from tfcli.commands.options import load_training_recipe, training_options
 from tfcli.recipe.schema import Recipe
 from tfcli.run_dir import RunDir
 
@@ -48,18 +48,13 @@ def train(
     """
     from tfcli.training import setup
 
-    if resume:
-        recipe = setup.resume_recipe(recipe, overrides, run_dir)  # the run's resolved recipe
-    r = load_recipe(
-        recipe,
-        overrides,
-        run_dir,
-        **{"train.device": device, "train.max_steps": max_steps, "train.max_minutes": max_minutes,
-           "train.compile": True if compile_ else None},
-    )  # fmt: skip
-    flags = {"--device": device, "--max-steps": max_steps, "--max-minutes": max_minutes,
-             "--compile": compile_}  # fmt: skip
-    again = setup.resume_command("train", recipe, overrides, run_dir, flags)
+    flags = {
+        "--device": device,
+        "--max-steps": max_steps,
+        "--max-minutes": max_minutes,
+        "--compile": compile_,
+    }
+    r, again = load_training_recipe("train", recipe, overrides, run_dir, resume, flags)
     summary = setup.train_seq2seq(r, resume=resume, force=force)
     if summary["rank"] == 0:
         _report(r, summary)

@@ -50,21 +50,26 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     problems = []
     for text in overrides:
         keys, value = parse_override(text)
-        node = raw
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = {}
-            elif not isinstance(child, dict):
-                problems.append(f"override '{text}': '{k}' is not a section")
-                break
-            node[k] = dict(child)
-            node = node[k]
-        else:
-            node[keys[-1]] = value
+        blocked = _set_path(raw, keys, value)
+        if blocked:
+            problems.append(f"override '{text}': '{blocked}' is not a section")
     if problems:
         raise RecipeError(problems, "--set")
     return raw
+
+
+def _set_path(raw: dict, keys: list[str], value: Any) -> str | None:
+    """raw[k0][k1]... = value, copying each section on the way (the caller's stays as it was).
+    Returns the key that holds a value rather than a section (nothing is set then)."""
+    node = raw
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is not None and not isinstance(child, dict):
+            return k
+        node[k] = dict(child or {})
+        node = node[k]
+    node[keys[-1]] = value
+    return None
 
 
 def from_dict(raw: Any, source: str = "recipe") -> Recipe:
@@ -187,18 +192,14 @@ def read_raw(path: Path) -> dict:
 def set_values(raw: dict, values: Mapping[str, Any]) -> dict:
     """Set dotted keys in a raw recipe mapping (copied) to already-typed Python values (click
     flags): enums become their values, tuples lists; None means 'not given' and is skipped.
-    `from_dict` then checks them like the file's own values."""
+    `from_dict` then checks them like the file's own values (a section the file wrote as a
+    plain value is left for it to report)."""
     raw = dict(raw)
     for key, value in values.items():
-        if value is None:
-            continue
-        node = raw
-        *parents, last = key.split(".")
-        for k in parents:
-            child = node.get(k)
-            node[k] = dict(child) if isinstance(child, dict) else {}
-            node = node[k]
-        node[last] = to_dict(list(value) if isinstance(value, tuple) else value)
+        if value is not None:
+            _set_path(
+                raw, key.split("."), to_dict(list(value) if isinstance(value, tuple) else value)
+            )
     return raw
 
 
