@@ -26,6 +26,7 @@ Encoding is CPU work: there is no GPU variant. Run:
 
     python benchmarks/bench_encode.py                      # 20 MB, 200 MB for the memory check
     python benchmarks/bench_encode.py --mb 5 --big-mb 50 --rounds 3
+    python benchmarks/bench_encode.py --vocab-from sentencepiece --spm-type unigram --skip-hf
 """
 
 from __future__ import annotations
@@ -67,20 +68,22 @@ def _tfcli_tokenizer(corpus: Path, vocab: int, work: Path) -> Path:
     return path
 
 
-def _sp_model(corpus: Path, vocab: int, work: Path, tfcli_ids: bool = False) -> Path:
+def _sp_model(
+    corpus: Path, vocab: int, work: Path, tfcli_ids: bool = False, model_type: str = "bpe"
+) -> Path:
     import sentencepiece as spm
 
-    prefix = work / (f"sp-bpe-{vocab}" + ("-tfcli-ids" if tfcli_ids else ""))
+    prefix = work / (f"sp-{model_type}-{vocab}" + ("-tfcli-ids" if tfcli_ids else ""))
     # tfcli_ids: specials where tfcli needs them, so `tfcli tokenize --from-spm` can import it
     ids = dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=["<mask>"])
     if not prefix.with_suffix(".model").exists():
-        print(f"training the sentencepiece BPE model ({vocab}) ...", flush=True)
+        print(f"training the sentencepiece {model_type} model ({vocab}) ...", flush=True)
         spm.SentencePieceTrainer.train(
             **(ids if tfcli_ids else {}),
             input=str(corpus),
             model_prefix=str(prefix),
             vocab_size=vocab,
-            model_type="bpe",
+            model_type=model_type,
             character_coverage=1.0,
             input_sentence_size=300_000,
             shuffle_input_sentence=True,
@@ -210,13 +213,24 @@ def main() -> None:
         help="sentencepiece: tfcli and tokenizers encode with the tokenizer.json imported "
         "(`tfcli tokenize --from-spm`) from sentencepiece's own model",
     )
+    ap.add_argument(
+        "--spm-type",
+        choices=["bpe", "unigram"],
+        default="bpe",
+        help="with --vocab-from sentencepiece: the model type sentencepiece trains",
+    )
+    ap.add_argument(
+        "--skip-hf",
+        action="store_true",
+        help="time only tfcli and sentencepiece (the goal's pair; HF's two take most of a run)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="append a markdown report here")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = _corpus(args.work, args.mb)
     if args.vocab_from == "sentencepiece":  # one vocabulary for all: the ids are identical
-        sp_model = _sp_model(corpus, args.vocab, args.work, tfcli_ids=True)
-        tok = args.work / f"tok-spm-{args.vocab}" / "tokenizer.json"
+        sp_model = _sp_model(corpus, args.vocab, args.work, True, args.spm_type)
+        tok = args.work / f"tok-spm-{args.spm_type}-{args.vocab}" / "tokenizer.json"
         cmd = [TFCLI, "tokenize", "--from-spm", str(sp_model), "-o", str(tok)]
         subprocess.run(cmd, check=True, env={**os.environ, "TFCLI_QUIET": "1"})
     else:
@@ -231,6 +245,8 @@ def main() -> None:
         "tokenizers encode_batch": lambda: run_hf(corpus, tok, fast=False),
         "tokenizers encode_batch_fast": lambda: run_hf(corpus, tok, fast=True),
     }
+    if args.skip_hf:
+        contenders = {k: v for k, v in contenders.items() if not k.startswith("tokenizers")}
     times: dict[str, list[float]] = {k: [] for k in contenders}
     cpus: dict[str, list[float]] = {k: [] for k in contenders}
     tokens: dict[str, int] = {}
@@ -264,6 +280,7 @@ def main() -> None:
         "",
         f"- Load average before/after: {load_before} / {load_after} (2 cores shared)",
         f"- tfcli workers: {args.workers or 'auto'}; vocabulary from {args.vocab_from}"
+        + (f" ({args.spm_type})" if args.vocab_from == "sentencepiece" else "")
         + ("; tokens differ between models (own vocab)" if args.vocab_from == "tokenizers" else ""),
         "",
         "| contender | tokens | median s | best s | M tokens/s (median) | speed vs sentencepiece "

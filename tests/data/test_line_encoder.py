@@ -151,6 +151,9 @@ def test_an_imported_model_with_spm_defaults_takes_the_word_cache(tmp_path, refe
     assert enc.plan is not None and enc.plan.spaces
     lines = [t for t in TRICKY if "<" not in t and "＜" not in t]
     lines += [line for line in corpus if "<s>" not in line] + ["   ", " a  b ", "a \t b  "]
+    # --remove_extra_whitespaces, done per line with string operations: runs, line ends, only
+    # spaces, and other whitespace (kept)
+    lines += ["  ", " x", "x ", " \u3000 ideographic \u3000 ", "\t a  ", "a" + " " * 9 + "b"]
     ids, lengths = enc(lines)
     assert _rows(ids, lengths) == reference(path, lines)
     assert _rows(ids, lengths) == spm.SentencePieceProcessor(model_proto=buf.getvalue()).encode(

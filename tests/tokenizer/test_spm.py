@@ -15,7 +15,7 @@ from tfcli.run_dir import RunDir
 from tfcli.tokenizer.spm import import_model, to_tokenizer, train_options, train_spm
 from tfcli.tokenizer.spm_model import parse_model
 from tfcli.tokenizer.staleness import retrain_reason
-from tfcli.tokenizer.training import build_tokenizers, train_tokenizer
+from tfcli.tokenizer.training import TrainStats, build_tokenizers, sample_stats, train_tokenizer
 from tfcli.tokenizer.vocab import SPECIALS, UNK, check_specials
 
 WORDS = "the cat sat on mat le chat était assis über straße Москва город καλημέρα".split()
@@ -200,3 +200,84 @@ def test_a_record_from_before_the_trainer_field_is_current(tmp_path):
         del side["fingerprint"]["config"]["trainer"]
     meta_path(paths["src"]).write_text(json.dumps(meta), encoding="utf-8")
     assert retrain_reason(paths, inputs, cfg) is None
+
+
+def _train_recorded(files, cfg, monkeypatch) -> tuple[str, TrainStats, list[str]]:
+    """train_tokenizer, noting which way sentencepiece got the text (by name or line by line)."""
+    import tfcli.tokenizer.spm as spm_mod
+
+    ways: list[str] = []
+    by_name, by_line = spm_mod.train_spm_files, spm_mod.train_spm
+    monkeypatch.setattr(spm_mod, "train_spm_files", lambda *a: ways.append("files") or by_name(*a))
+    monkeypatch.setattr(spm_mod, "train_spm", lambda *a: ways.append("lines") or by_line(*a))
+    stats = TrainStats()
+    tok = train_tokenizer(files, cfg, show_progress=False, stats=stats)
+    return tok.to_str(), stats, ways
+
+
+def test_plain_files_go_to_sentencepiece_by_name_with_the_same_result(tmp_path, monkeypatch):
+    """Plain UTF-8 files are read by sentencepiece itself (faster); the vocabulary and the
+    recorded lines, characters and sample are those of streaming the same lines from Python
+    (a .gz copy), and CR LF files or invalid UTF-8 take the streaming path."""
+    import gzip
+
+    lines = LINES[:400] + ["", "  ", "\ttab", "日本語" * 2000, "unseen ᚠᛇᚻ"] + LINES[400:800]
+    body = "\n".join(lines)
+    plain, tail, gz = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "a.txt.gz"
+    plain.write_text(body + "\n", encoding="utf-8")
+    tail.write_text(body, encoding="utf-8")  # no final line break
+    gz.write_bytes(gzip.compress((body + "\n").encode()))
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes((body.replace("\n", "\r\n") + "\r\n").encode())
+    cfg = TokenizerConfig(trainer=Trainer.SENTENCEPIECE, vocab_size=300)
+    ref, ref_stats, ways = _train_recorded([gz], cfg, monkeypatch)
+    assert ways == ["lines"]
+    for files in ([plain], [tail], [plain, tail], [crlf]):
+        got, stats, ways = _train_recorded(files, cfg, monkeypatch)
+        assert ways == (["lines"] if files == [crlf] else ["files"])
+        assert stats.lines == ref_stats.lines * len(files)
+        assert stats.chars == ref_stats.chars * len(files)
+        if len(files) == 1:
+            assert got == ref and stats.sample == ref_stats.sample
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n" * 3 + b"caf\xe9\n")
+    with pytest.raises(DataError, match=r"bad.txt:4: invalid UTF-8"):
+        _train_recorded([plain, bad], cfg, monkeypatch)
+
+
+def test_sample_statistics_from_sentencepiece_equal_the_tokenizers(tmp_path):
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    for kind in ("bpe", "unigram"):
+        cfg = TokenizerConfig(
+            type=TokenizerType(kind), trainer=Trainer.SENTENCEPIECE, vocab_size=300
+        )
+        stats = TrainStats()
+        tok = train_tokenizer([text], cfg, show_progress=False, stats=stats)
+        sample = stats.sample + EDGE
+        assert sample_stats(tok, sample, stats.spm_model) == sample_stats(tok, sample)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_a_pipe_is_read_once_and_streamed(tmp_path, monkeypatch):
+    """`tfcli tokenize <(zcat a.gz) --trainer sentencepiece`: a pipe cannot be scanned and then
+    read again by sentencepiece, so it is streamed; the vocabulary is that of the same file."""
+    import os
+    import threading
+
+    pipe, plain = tmp_path / "pipe", tmp_path / "a.txt"
+    body = "\n".join(LINES) + "\n"
+    plain.write_text(body, encoding="utf-8")
+    os.mkfifo(pipe)
+
+    def write() -> None:
+        with open(pipe, "w", encoding="utf-8") as f:
+            f.write(body)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    cfg = TokenizerConfig(trainer=Trainer.SENTENCEPIECE, vocab_size=300)
+    got, stats, ways = _train_recorded([pipe], cfg, monkeypatch)
+    writer.join()
+    assert ways == ["lines"] and stats.lines == len(LINES)
+    assert got == _train_recorded([plain], cfg, monkeypatch)[0]

@@ -41,3 +41,22 @@ def test_truncated_or_foreign_files_are_one_error(tmp_path, model_bytes, cut):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(TokenizerError, match=f"{name}: not a sentencepiece .model file"):
             read_model(tmp_path / name)
+
+
+def test_long_pieces_and_every_piece_type_read_alike():
+    """Pieces of 128+ bytes (a two-byte length) and every piece type (unknown, control,
+    user-defined, byte) come out as sentencepiece has them."""
+    out = io.BytesIO()
+    lines = ["the cat sat on the mat", "a dog ran far", "日本語 ÿ"] * 50
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=out, vocab_size=300, model_type="unigram",
+        user_defined_symbols=["<mask>", "ü" * 80], byte_fallback=True, minloglevel=2,
+        hard_vocab_limit=False,
+    )  # fmt: skip
+    model = parse_model(out.getvalue())
+    proc = spm.SentencePieceProcessor(model_proto=out.getvalue())
+    assert [p for p, _, _ in model.pieces] == [proc.id_to_piece(i) for i in range(len(proc))]
+    kinds = {k for _, _, k in model.pieces}
+    assert kinds == {1, 2, 3, 4, 6}  # normal, unknown, control, user-defined, byte
+    assert [k == 6 for _, _, k in model.pieces] == [proc.is_byte(i) for i in range(len(proc))]
+    assert "ü" * 80 in [p for p, _, _ in model.pieces]

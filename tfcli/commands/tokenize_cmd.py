@@ -60,7 +60,10 @@ def _summary(results: dict[str, Any], paths: dict[str, Path], cfg: schema.Tokeni
     from tfcli.tokenizer.training import sample_stats
 
     sides = ["src"] if paths["src"] == paths["tgt"] else ["src", "tgt"]
-    stats = {s: sample_stats(results[s].tokenizer, results[s].stats.sample) for s in sides}
+    stats = {
+        s: sample_stats(results[s].tokenizer, results[s].stats.sample, results[s].stats.spm_model)
+        for s in sides
+    }
 
     def row(label: str, fn: Any) -> list[str]:
         return [label] + [fn(results[s], stats[s]) for s in sides]

@@ -22,7 +22,6 @@ from tfcli.tokenizer.vocab import SPACE, load_tokenizer
 
 # Precompiled (a sentencepiece character map, see tfcli.tokenizer.spm) works on graphemes, and a
 # line break always ends one, so it too cannot merge text across lines.
-_EXTRA_SPACES = re.compile(SPACES[0][0], re.M)
 _SPACE_RUNS = re.compile(SPACES[1][0])
 _PER_CHAR = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "Precompiled"}
 
@@ -204,9 +203,10 @@ class LineEncoder:
 
     def _normalize(self, text: str) -> str:
         text = self._normalize_chars(text)
-        if self.plan.spaces:  # per line: '^' and '$' match at each line break
-            text = _EXTRA_SPACES.sub("", text)
-            text = _SPACE_RUNS.sub(" ", text)
+        if self.plan.spaces:  # per line: strip, collapse (SPACES), in C string operations
+            if "  " in text:
+                text = _SPACE_RUNS.sub(" ", text)  # now one space at most at each line end
+            text = text.replace(" \n", "\n").replace("\n ", "\n").strip(" ")
         return text
 
     def _normalize_chars(self, text: str) -> str:
@@ -301,12 +301,11 @@ class LineEncoder:
         widx = self._lookup(h1, h2)
         missing = np.flatnonzero(widx < 0)
         if len(missing):
-            keys = np.stack([h1[missing], h2[missing]], axis=1)
-            uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            u1, u2, first, inverse = _unique_keys(h1[missing], h2[missing])
             at = missing[first]
             words = [norm[x:y] for x, y in zip(a[at].tolist(), b[at].tolist(), strict=True)]
-            widx[missing] = self._n + inverse.reshape(-1)
-            self._learn(words, uniq[:, 0], uniq[:, 1])
+            widx[missing] = self._n + inverse
+            self._learn(words, u1, u2)
         self._hits[: self._n] += np.bincount(widx, minlength=self._n)
         starts, per_word = self._starts[widx], self._ends[widx] - self._starts[widx]
         ids = self._table[_ranges(starts, per_word)]
@@ -363,6 +362,20 @@ def _spm_encoder(tok_json: str, cfg: dict, tok_path: Path):
     import sentencepiece as spm
 
     return spm.SentencePieceProcessor(model_proto=data, num_threads=1)
+
+
+def _unique_keys(k1: np.ndarray, k2: np.ndarray):
+    """The distinct (k1, k2) keys sorted, the first index of each and each key's place:
+    np.unique(axis=0) on the pairs, computed on k1 alone (a plain sort, 3-4x faster than
+    the row-wise one) whenever equal k1 implies equal k2, which is checked."""
+    u1, first, inverse = np.unique(k1, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    u2 = k2[first]
+    if np.array_equal(u2[inverse], k2):
+        return u1, u2, first, inverse
+    keys = np.stack([k1, k2], axis=1)  # two words share k1 but not k2: the row-wise way
+    uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return uniq[:, 0], uniq[:, 1], first, inverse.reshape(-1)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

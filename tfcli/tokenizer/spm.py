@@ -272,18 +272,41 @@ def train_options(cfg: TokenizerConfig) -> dict[str, Any]:
 
 def train_spm(blocks: Iterator[list[str]], options: dict[str, Any]) -> bytes:
     """Train sentencepiece on lines (in blocks) with `options` (from train_options): the
-    .model's bytes. TokenizerError (one line) when sentencepiece refuses."""
+    .model's bytes. TokenizerError (one line) when sentencepiece refuses; a reading error
+    (DataError: invalid UTF-8 at file:line) is raised as itself, not as sentencepiece's."""
+    failed: list[Exception] = []
+
+    def sentences() -> Iterator[str]:
+        try:
+            for block in blocks:
+                yield from block
+        except Exception as e:  # sentencepiece would turn it into an opaque RuntimeError
+            failed.append(e)
+
+    try:
+        model = _train(options, sentence_iterator=sentences())
+    except TokenizerError:
+        if not failed:
+            raise
+    if failed:
+        raise failed[0]
+    return model
+
+
+def train_spm_files(files: list[Path], options: dict[str, Any]) -> bytes:
+    """As train_spm, sentencepiece reading plain UTF-8 `files` itself (no CR, no commas in
+    the names: the caller checks): the same sentences, so the same model, read faster."""
+    return _train(options, input=[str(f) for f in files])
+
+
+def _train(options: dict[str, Any], **source: Any) -> bytes:
     import io
 
     import sentencepiece as spm
 
-    def sentences() -> Iterator[str]:
-        for block in blocks:
-            yield from block
-
     out = io.BytesIO()
     try:
-        spm.SentencePieceTrainer.train(sentence_iterator=sentences(), model_writer=out, **options)
+        spm.SentencePieceTrainer.train(model_writer=out, **source, **options)
     except RuntimeError as e:  # sentencepiece reports bad settings as RuntimeError
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         first = first.split("] ", 1)[-1].split(" Increase vocab_size")[0]  # drop the C++ location

@@ -186,6 +186,64 @@ class _Corpus:
                 lines.close()  # type: ignore[attr-defined]  -- a generator: closes the file now
             carry = cap - n if self.max_lines else 0
 
+    def scan(self, advance: Callable[[int], None]) -> bool:
+        """Count lines and characters and take the sample straight from the bytes, for a
+        reader that reads the files itself (sentencepiece): True when every file is plain
+        (not .gz), strict UTF-8 and free of CR (a CR LF line would reach the trainer with
+        the CR that iter_lines strips), so the trainer sees exactly what blocks() yields.
+        False (counts reset) otherwise: then blocks() reads them, and names a bad line.
+        """
+        if self.max_lines or any(_not_by_name(p) for p in self.files):
+            return False
+        for i, path in enumerate(self.files):
+            self.on_file(i, path)
+            for text in _text_blocks(path):
+                if text is None:
+                    self.lines = self.chars = 0
+                    self.sample, self._stride = [], 1
+                    return False
+                block = text.split("\n")
+                self._keep(block)
+                self.lines += len(block)
+                self.chars += len(text) - len(block) + 1
+                advance(len(block))
+        return True
+
+
+_SCAN_BYTES = 1 << 20
+
+
+def _not_by_name(path: Path) -> bool:
+    """Inputs sentencepiece cannot be given by name: .gz, a pipe or other non-regular file
+    (`<(zcat a.gz)` can be read only once), a name with a comma (spm splits its list on them)."""
+    return path.suffix == ".gz" or not path.is_file() or "," in str(path)
+
+
+def _text_blocks(path: Path) -> Iterator[str | None]:
+    """The lines of a plain file, about 1 MB at a time, as one string (lines joined by LF, no
+    final line break); None (and stop) at invalid UTF-8 or a CR."""
+    with open(path, "rb") as f:
+        rest = b""
+        while data := f.read(_SCAN_BYTES):
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            rest = data[cut:]
+            yield _checked(data[: cut - 1])
+        if rest:
+            yield _checked(rest)
+
+
+def _checked(raw: bytes) -> str | None:
+    if b"\r" in raw:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
 
 class _Progress:
     """Lines read so far (rich), then a spinner while the trainer learns the vocabulary."""
@@ -221,13 +279,20 @@ class _Progress:
                 self.task, description=f"reading {path.name} ({i + 1}/{self.n_files})"
             )
 
+    def advance(self, lines: int) -> None:
+        if self.progress:
+            self.progress.advance(self.task, lines)
+
+    def learning(self) -> None:
+        if self.progress:  # the trainer now counts pairs and merges, in Rust, without the GIL
+            self.progress.update(self.task, description=f"learning {self.what}")
+
     def wrap(self, blocks: Iterator[list[str]]) -> Iterator[list[str]]:
         for block in blocks:
             if self.progress:
                 self.progress.advance(self.task, len(block))
             yield block
-        if self.progress:  # the trainer now counts pairs and merges, in Rust, without the GIL
-            self.progress.update(self.task, description=f"learning {self.what}")
+        self.learning()
 
 
 def train_tokenizer(
@@ -283,13 +348,20 @@ def _train_sentencepiece(
 ) -> tuple[Tokenizer, _Corpus, bytes]:
     """sentencepiece learns the vocabulary (it samples max_lines sentences itself, at random
     from all of the input); the .model is converted into an exactly equivalent tokenizer.json."""
-    from tfcli.tokenizer.spm import to_tokenizer, train_options, train_spm
+    from tfcli.tokenizer.spm import to_tokenizer, train_options, train_spm, train_spm_files
     from tfcli.tokenizer.spm_model import parse_model
 
     options = train_options(cfg)  # its errors come before any reading
     corpus = _Corpus(files, 0, progress.file)
     try:
-        model = train_spm(progress.wrap(corpus.blocks()), options)
+        # Plain files go to sentencepiece by name: its C++ reader is faster than handing it
+        # every line from Python (0.4-0.5 s per 20 MB), and a scan in big blocks still checks
+        # UTF-8 and counts lines for the summary. Other inputs stream through iter_lines.
+        if corpus.scan(progress.advance) and corpus.chars:
+            progress.learning()
+            model = train_spm_files(files, options)
+        else:
+            model = train_spm(progress.wrap(corpus.blocks()), options)
     except TokenizerError:
         if corpus.chars == 0:  # sentencepiece's own message for this is obscure
             raise DataError(_no_text(files)) from None
@@ -313,11 +385,22 @@ def _keep_spm_model(data: bytes | None, tok_path: Path) -> None:
         model_path(tok_path).unlink(missing_ok=True)
 
 
-def sample_stats(tok: Tokenizer, lines: list[str]) -> dict[str, float]:
-    """tokens_per_line, chars_per_token and unk_rate (share of <unk> tokens) over `lines`."""
-    encodings = tok.encode_batch(lines, add_special_tokens=False) if lines else []
-    tokens = sum(len(e.ids) for e in encodings)
-    unk = sum(e.ids.count(UNK) for e in encodings)
+def sample_stats(
+    tok: Tokenizer, lines: list[str], spm_model: bytes | None = None
+) -> dict[str, float]:
+    """tokens_per_line, chars_per_token and unk_rate (share of <unk> tokens) over `lines`.
+
+    With `spm_model` (the .model `tok` was converted from, specials at the same ids)
+    sentencepiece encodes the sample, 2-3x faster: the same pieces (tfcli.tokenizer.spm) but
+    for a line holding a special token's literal text, one piece more or less."""
+    if spm_model is not None and lines:
+        import sentencepiece as spm
+
+        rows = spm.SentencePieceProcessor(model_proto=spm_model).encode(lines)
+    else:
+        rows = [e.ids for e in tok.encode_batch_fast(lines, add_special_tokens=False)]
+    tokens = sum(map(len, rows))
+    unk = sum(r.count(UNK) for r in rows)
     chars = sum(map(len, lines))
     return {
         "tokens_per_line": tokens / max(1, len(lines)),
@@ -348,8 +431,9 @@ def build_tokenizers(
         tok = train_tokenizer(inputs[side], cfg, show_progress, stats=stats)
         results[side] = TrainResult(tok, stats)
     files = [f for p in paths.values() for f in (p, vocab_txt_path(p), meta_path(p))]
+    sides = ["src"] if paths["tgt"] == paths["src"] else ["src", "tgt"]  # joint: one file
     with undo_on_error(*files):  # every file of the set, or none (a full disk half-way)
-        for side in ("src", "tgt"):
+        for side in sides:
             save_tokenizer(results[side].tokenizer, paths[side])
             _keep_spm_model(results[side].stats.spm_model, paths[side])
         stats = {s: r.stats.to_meta() for s, r in results.items()}
