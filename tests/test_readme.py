@@ -59,6 +59,8 @@ def test_tutorial_is_extracted():
         "average",
         "decode",
         "pretrain-mlm",
+        "score",
+        "evaluate",
     ):
         assert verb in verbs, f"the tutorial shows `tfcli {verb}`"
 
@@ -71,6 +73,7 @@ def test_readme_tutorial_runs_verbatim(tmp_path):
         "TFCLI_QUIET": "1",
         "OMP_NUM_THREADS": "2",
     }
+    encoded = None  # the train split as the tutorial's `tfcli encode` wrote it
     for command in tutorial_commands():
         run = scaled(command)
         proc = subprocess.run(
@@ -83,6 +86,12 @@ def test_readme_tutorial_runs_verbatim(tmp_path):
         )
         assert proc.returncode == 0, f"README command failed: {run}\n{proc.stderr[-2000:]}"
         assert "Traceback" not in proc.stderr
+        if command.startswith("tfcli encode"):
+            encoded = (tmp_path / "runs/my/data/train/meta.json").read_text()
+    # the train step found the encoded split up to date (a re-encode rewrites meta.json)
+    assert encoded == (tmp_path / "runs/my/data/train/meta.json").read_text()
+    assert (tmp_path / "runs/my/test.scores.jsonl").is_file()
+    assert (tmp_path / "runs/my-tuned/data/train/src.dropout-0.bin").is_file()
     assert (tmp_path / "runs/my/test.hyp").is_file()
     assert (tmp_path / "runs/my/averaged.safetensors").is_file()
     assert (tmp_path / "runs/my/curves.png").is_file()

@@ -73,11 +73,17 @@ def ensure_tokenizer(recipe: Recipe, *, kind: Kind) -> dict[str, Path]:
     """Train the run's tokenizer(s) when missing or stale; returns the paths (tokenizer_files).
 
     With tokenizer.path set, that file is used as is (TokenizerError if missing or invalid).
+    With train.init_from (fine-tuning), the checkpoint's own tokenizer is copied into the run dir
+    and a recipe that asks for another is refused (tfcli.checkpoints.finetune).
     """
     from tfcli.tokenizer.staleness import retrain_reason
     from tfcli.tokenizer.training import build_tokenizers, training_inputs
     from tfcli.tokenizer.vocab import load_tokenizer
 
+    if recipe.train.init_from:
+        from tfcli.checkpoints.finetune import ensure_checkpoint_tokenizers
+
+        return ensure_checkpoint_tokenizers(recipe, kind)
     paths = tokenizer_files(recipe, kind)
     if recipe.tokenizer.path:
         for p in dict.fromkeys(paths.values()):
@@ -138,6 +144,48 @@ def _filters(recipe: Recipe, kind: Kind, split: str) -> dict:
     return {"min_len": 0, "max_len": recipe.model.max_positions - 1, "max_len_ratio": 0.0}
 
 
+def _sampling(recipe: Recipe, kind: Kind, split: str) -> dict:
+    """For the parallel train split: corpus weights per file pair (data.weights, given per
+    data.src entry, which may be a glob) and the BPE-dropout copies (data.bpe_dropout)."""
+    from tfcli.data.encoding import Dropout
+    from tfcli.textio import expand_inputs
+
+    d = recipe.data
+    if kind != "parallel" or split != "train":
+        return {}
+    out: dict = {"weights": None, "dropout": None}
+    if d.bpe_dropout > 0:
+        out["dropout"] = Dropout(d.bpe_dropout, d.bpe_dropout_copies, recipe.train.seed)
+    if d.weights:
+        per_file: list[float] = []
+        for i, (src, tgt, w) in enumerate(zip(d.src, d.tgt, d.weights, strict=True)):
+            n = len(expand_inputs([src], f"data.src[{i}]"))
+            if n != len(expand_inputs([tgt], f"data.tgt[{i}]")):
+                raise DataError(
+                    f"data.weights: data.src[{i}] ({src}) and data.tgt[{i}] ({tgt}) match "
+                    "different numbers of files; a weighted entry must pair its files one to one"
+                )
+            per_file += [w] * n
+        out["weights"] = per_file
+    return out
+
+
+def _reweigh(out: Path, weights: list[float]) -> str | None:
+    """Bring a current split's recorded corpus weights up to date (no re-encoding); the reason
+    to re-encode when it has no per-corpus counts (encoded by an older tfcli)."""
+    from tfcli.data import encoding
+    from tfcli.data.split import read_meta
+
+    corpora = read_meta(out).get("corpora")
+    if not corpora or len(corpora) != len(weights):
+        uniform = all(w == 1.0 for w in weights)
+        return None if uniform else "it records no per-corpus counts for the weights"
+    if [c.get("weight") for c in corpora] != weights:
+        encoding.reweigh(out, weights)
+        console.info(f"encode: {out}: corpus weights set to {', '.join(f'{w:g}' for w in weights)}")
+    return None
+
+
 def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[str, Path]:
     """Encode each split the recipe names into RUN_DIR/data/<split> when missing or stale
     (or always, with `force`).
@@ -160,8 +208,12 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
     for split, files in _split_inputs(recipe, kind).items():
         out = run.split(split)
         filters = _filters(recipe, kind, split)
-        reason = "--force" if force else reencode_reason(out, kind, files, shas, filters)
+        extra = _sampling(recipe, kind, split)  # train split: weights, BPE-dropout copies
+        dropout = extra["dropout"].record() if extra.get("dropout") else None
+        reason = "--force" if force else reencode_reason(out, kind, files, shas, filters, dropout)
         result[split] = out
+        if reason is None and "weights" in extra:  # the train split: weights are cheap to change
+            reason = _reweigh(out, extra["weights"] or [1.0] * len(files["src"]))
         if reason is None:
             current.append(split)
             continue
@@ -169,8 +221,9 @@ def ensure_encoded(recipe: Recipe, *, kind: Kind, force: bool = False) -> dict[s
         console.step(f"encode: {split} split ({reason}); {n} file(s) -> {out}")
         if kind == "parallel":
             meta = encoding.encode_parallel(
-                files["src"], files["tgt"], toks["src"], toks["tgt"], out, overwrite=True, **filters
-            )
+                files["src"], files["tgt"], toks["src"], toks["tgt"], out, overwrite=True,
+                **filters, **extra,
+            )  # fmt: skip
         else:
             meta = encoding.encode_text(files["text"], toks["text"], out, overwrite=True, **filters)
         console.success(f"encode: {split}: {summary_line(meta)}")
@@ -188,4 +241,11 @@ def summary_line(meta: dict) -> str:
     text = f"{meta['num_examples']:,} examples, {per_side} tokens"
     if dropped:
         text += f", {dropped:,} dropped"
+    corpora = meta.get("corpora") or []
+    if any(c.get("weight", 1.0) != 1.0 for c in corpora):
+        weighted = sum(c["weight"] * c["examples"] for c in corpora)
+        parts = ", ".join(f"{c['weight']:g} x {c['examples']:,}" for c in corpora)
+        text += f", weighted {parts} = {weighted:,.0f} pairs per epoch"
+    if meta.get("dropout"):
+        text += f", {meta['dropout']['copies']} BPE-dropout copies (p {meta['dropout']['p']:g})"
     return text + f", {speed / 1e6:.2f} M tokens/s"

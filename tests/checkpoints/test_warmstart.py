@@ -74,17 +74,52 @@ def test_loaded_weights_equal_the_checkpoints(tmp_path: Path, tok: Tokenizer) ->
         assert torch.equal(state[k], v), f"{k} should be untouched"
 
 
-def test_shape_mismatch_names_the_tensor_and_both_shapes(tmp_path: Path, tok: Tokenizer) -> None:
+def test_shape_mismatch_names_the_setting(tmp_path: Path, tok: Tokenizer) -> None:
     ckpt = tmp_path / "mlm.safetensors"
     _save_mlm(ckpt, tok, d_ff=128)
     model = _seq2seq(tok.get_vocab_size())
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"model\.d_ff \(checkpoint 128, recipe 64\)"):
+        init_encoder_from(model, ckpt)
+    # Nothing was copied before the mismatch was found.
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "setting, theirs, ours",
+    [("activation", "gelu", "relu"), ("norm", "pre", "post"), ("positions", "rotary", "learned")],
+)
+def test_settings_without_tensors_of_their_own_are_compared(
+    tmp_path: Path, tok: Tokenizer, setting: str, theirs: str, ours: str
+) -> None:
+    """relu/gelu and rotary positions have no tensor to disagree on (post vs pre only lacks the
+    final norm): before the shared comparison these warm starts went through half-right."""
+    ckpt = tmp_path / "mlm.safetensors"
+    _save_mlm(ckpt, tok, **{setting: theirs})
+    model = _seq2seq(tok.get_vocab_size(), **{setting: ours})
+    with pytest.raises(CheckpointError) as e:
+        init_encoder_from(model, ckpt, tokenizer=tok)
+    message = str(e.value)
+    assert f"model.{setting} (checkpoint {theirs}, recipe {ours})" in message
+    assert "\n" not in message and "cannot warm-start" in message
+
+
+def test_decoder_settings_may_differ(tmp_path: Path, tok: Tokenizer) -> None:
+    ckpt = tmp_path / "mlm.safetensors"
+    _save_mlm(ckpt, tok, dropout=0.3)
+    model = _seq2seq(tok.get_vocab_size(), share_embeddings=False)  # dropout 0.1, untied
+    assert init_encoder_from(model, ckpt, tokenizer=tok)
+
+
+def test_a_model_without_a_spec_is_matched_tensor_by_tensor(tmp_path: Path, tok: Tokenizer) -> None:
+    ckpt = tmp_path / "mlm.safetensors"
+    _save_mlm(ckpt, tok, d_ff=128)
+    model = _seq2seq(tok.get_vocab_size())
+    del model.spec  # e.g. a model assembled by hand: the tensor check still guards it
     with pytest.raises(
         CheckpointError, match=r"'encoder\.layers\.0\..*\[128\] vs model shape \[64\]"
     ):
         init_encoder_from(model, ckpt)
-    # Nothing was copied before the mismatch was found.
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_vocabulary_size_mismatch_is_one_clear_line(tmp_path: Path, tok: Tokenizer) -> None:
@@ -111,6 +146,9 @@ def test_missing_tensor_is_named(tmp_path: Path, tok: Tokenizer) -> None:
     ckpt = tmp_path / "mlm.safetensors"
     _save_mlm(ckpt, tok, positions="sinusoidal")
     model = _seq2seq(tok.get_vocab_size())  # learned positions: a table the checkpoint lacks
+    with pytest.raises(CheckpointError, match=r"model\.positions \(checkpoint sinusoidal"):
+        init_encoder_from(model, ckpt)
+    del model.spec
     with pytest.raises(CheckpointError, match="no tensor 'src_embed.positions.weight'"):
         init_encoder_from(model, ckpt)
 

@@ -161,3 +161,25 @@ def test_resume_refuses_changed_data_tokenizer_or_model(demo):
     assert res.exit_code != 0 and "the src tokenizer (its file differs" in str(res.exception)
     res = invoke("tiny.yaml", "--resume", "--max-steps", "6")  # what may change: the stop rule
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.slow
+def test_weighted_corpora_with_bpe_dropout_resume_exactly(demo):
+    """Weights and BPE-dropout copies are pure functions of (seed, epoch): a run stopped at
+    step 10 and resumed ends with the weights of the uninterrupted run, across epochs that
+    read different copies."""
+    extra = ["--set", "data.src=[demo/train.src, demo/valid.src]",
+             "--set", "data.tgt=[demo/train.tgt, demo/valid.tgt]", "--set", "data.weights=[0.5, 3]",
+             "--set", "data.bpe_dropout=0.1", "--set", "data.bpe_dropout_copies=2",
+             "--set", "train.eval_every=10", "--set", "train.eval_bleu=false"]  # fmt: skip
+    assert invoke("tiny.yaml", *extra, "--run-dir", "a", "--max-steps", "20").exit_code == 0
+    assert invoke("tiny.yaml", *extra, "--run-dir", "b", "--max-steps", "10").exit_code == 0
+    res = invoke("tiny.yaml", *extra, "--run-dir", "b", "--max-steps", "20", "--resume")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((demo / "a/data/train/meta.json").read_text())
+    assert meta["dropout"]["copies"] == 2 and [c["weight"] for c in meta["corpora"]] == [0.5, 3.0]
+    a, ma = ckpt.load_state_dict(demo / "a/checkpoints/step-00000020.safetensors")
+    b, mb = ckpt.load_state_dict(demo / "b/checkpoints/step-00000020.safetensors")
+    assert ma["epoch"] == mb["epoch"] > 1  # past the first epoch: a second copy was read
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ma["data"] == mb["data"] and ma["data"]["train"]["src"]

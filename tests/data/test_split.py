@@ -15,6 +15,7 @@ from tfcli.data.split import (
     collate_parallel,
     open_split,
     parallel_costs,
+    training_sampler,
 )
 from tfcli.errors import DataError
 from tfcli.tokenizer.vocab import BOS, EOS, PAD
@@ -157,3 +158,67 @@ def test_sampler_handles_a_million_examples():
 def test_parallel_costs(tmp_path):
     data = open_split(write_split(tmp_path / "train", {"src": SRC, "tgt": TGT}))
     assert parallel_costs(data).tolist() == [4, 5, 3, 3, 5]
+
+
+def test_weighted_draws_match_the_weights_within_four_sigma():
+    """Corpora of weight 1, 2.5 and 0.3: over E epochs corpus c is drawn w_c * n_c * E times
+    in expectation; whole weights are exact, the fractional parts Bernoulli (var n f (1 - f))."""
+    rng = np.random.default_rng(0)
+    sizes, weights = [1000, 200, 300], [1.0, 2.5, 0.3]
+    corpus = np.repeat(np.arange(3), sizes)
+    w = np.repeat(weights, sizes)
+    sampler = TokenBudgetSampler(rng.integers(1, 40, len(w)), 256, seed=7, weights=w)
+    epochs, counts = 20, np.zeros(3)
+    for e in range(epochs):
+        drawn = np.concatenate(sampler.epoch_batches(e))
+        assert np.array_equal(np.sort(drawn), np.sort(sampler.draws(e)))  # every draw batched
+        counts += np.bincount(corpus[drawn], minlength=3)
+    for c, (n, wc) in enumerate(zip(sizes, weights, strict=True)):
+        f = wc - np.floor(wc)
+        sigma = np.sqrt(epochs * n * f * (1 - f))
+        assert abs(counts[c] - epochs * wc * n) <= 4 * sigma + 1e-9, (c, counts[c])
+    assert counts[0] == epochs * 1000  # a whole weight: every example exactly once per epoch
+    again = TokenBudgetSampler(sampler.lengths, 256, seed=7, weights=w)
+    pairs = zip(again.epoch_batches(3), sampler.epoch_batches(3), strict=True)
+    assert all(np.array_equal(a, b) for a, b in pairs)
+
+
+def test_unit_weights_batch_exactly_as_no_weights():
+    lengths = np.random.default_rng(1).integers(1, 30, 500)
+    plain = TokenBudgetSampler(lengths, 128, seed=3)
+    ones = TokenBudgetSampler(lengths, 128, seed=3, weights=np.ones(500))
+    for e in range(3):
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(plain.epoch_batches(e), ones.epoch_batches(e), strict=True))  # fmt: skip
+
+
+def test_training_sampler_reads_weights_and_dropout_copies(tmp_path):
+    own = {"src": SRC, "tgt": TGT}
+    path = write_split(tmp_path / "s", own)
+    copies = [
+        {"src": [r + [99] for r in SRC], "tgt": TGT},
+        {"src": SRC, "tgt": [r + [98] for r in TGT]},
+    ]
+    for k, sides in enumerate(copies):
+        for side, rows in sides.items():
+            flat = np.array([t for r in rows for t in r], dtype="<u2")
+            offs = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype("<i8")
+            (path / f"{side}.dropout-{k}.bin").write_bytes(flat.tobytes())
+            (path / f"{side}.dropout-{k}.idx").write_bytes(offs.tobytes())
+    meta = json.loads((path / "meta.json").read_text())
+    meta["dropout"] = {"p": 0.1, "copies": 2, "seed": 1}
+    meta["corpora"] = [{"src": "a", "tgt": "a", "weight": 1.0, "examples": 2},
+                       {"src": "b", "tgt": "b", "weight": 3.0, "examples": 3}]  # fmt: skip
+    (path / "meta.json").write_text(json.dumps(meta))
+    data = open_split(path)
+    assert len(data) == 5 and data.copies == 2 and data.src[0].tolist() == SRC[0]
+    assert data.src[5].tolist() == SRC[0] + [99] and data.tgt[10 + 1].tolist() == TGT[1] + [98]
+    sampler = training_sampler(data, 64, seed=1)
+    for epoch in range(4):
+        drawn = np.concatenate(sampler.epoch_batches(epoch))
+        k = epoch % 2
+        assert drawn.min() >= (k + 1) * 5 and drawn.max() < (k + 2) * 5  # copy e mod K
+        counts = np.bincount(drawn - (k + 1) * 5, minlength=5)
+        assert counts.tolist() == [1, 1, 3, 3, 3]  # whole weights: exact
+    batch = collate_parallel(data, np.array([5]))  # copy 0 of example 0: its longer source
+    assert batch["src"][0].tolist() == SRC[0] + [99, EOS]

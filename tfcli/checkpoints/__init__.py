@@ -10,4 +10,6 @@ during training is tfcli.training's.
     steps.py      a run's step checkpoints: list, best / latest, pruning, the best link
     averaging.py  element-wise mean of several checkpoints (tfcli average)
     warmstart.py  copy a masked-LM's embeddings and encoder into a new translation model
+    finetune.py   a new run from a checkpoint's weights and tokenizer (train.init_from)
+    compat.py     the architecture settings a checkpoint must share with a recipe, by name
 """

@@ -3,9 +3,11 @@
 MaskedLM and EncoderDecoder build `src_embed` and `encoder` with the same code, so their
 parameter names match one to one (docs/ARCHITECTURE.md). A train recipe names the pretrained
 run or checkpoint in `model.init_encoder_from`; every `src_embed.*` and `encoder.*` tensor is
-copied in. The match is strict in both directions: a tensor the model needs but the checkpoint
-lacks (e.g. learned positions against sinusoidal ones, pre-norm's final norm) is as much an
-error as a shape mismatch, because a silently half-initialised encoder is worse than none.
+copied in. The settings the encoder depends on are compared first, by name, as fine-tuning
+does (tfcli.checkpoints.compat: activation, norm and positions have no tensor of their own to
+disagree on); then the match is strict in both directions: a tensor the model needs but the
+checkpoint lacks (e.g. learned positions against sinusoidal ones, pre-norm's final norm) is as
+much an error as a shape mismatch, because a silently half-initialised encoder is worse than none.
 
 With tied embeddings (model.share_embeddings) the decoder's embeddings and the output
 projection are the same tensor as `src_embed.tokens.weight`, so they start pretrained too.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfcli.checkpoints.compat import ENCODER, check_same_architecture
 from tfcli.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
 PREFIXES = ("src_embed.", "encoder.")
 _VOCAB_FIX = "train with the MLM's vocabulary: tokenizer.path: <mlm run>/tokenizer.json"
 _FIX = (
-    "pretrain with the same model section (d_model, n_heads, d_ff, encoder_layers, positions, norm)"
+    "pretrain with the same model section (d_model, n_heads, d_ff, encoder_layers, activation, "
+    "norm, positions, max_positions, window, attention)"
 )
 
 
@@ -99,6 +103,11 @@ def init_encoder_from(model: nn.Module, path: str | Path, tokenizer: Any = None)
         problem = _vocab_problem(meta, tokenizer)
         if problem:
             raise CheckpointError(f"{path}: cannot warm-start, {problem}")
+    spec = getattr(model, "spec", None)
+    if spec is not None and meta.get("model"):
+        check_same_architecture(
+            path, meta["model"], spec, ENCODER, what="cannot warm-start the encoder", fix=_FIX
+        )
     theirs, _ = load_state_dict(path)
     ours = model.state_dict()
     names = _match(path, ours, theirs)

@@ -36,12 +36,40 @@ def _summary(metas: dict[str, dict]) -> None:
         rows.append(
             row(f"{side} length mean / p95", lambda m, s=side: _side(m, s, "{mean:.1f} / {p95}"))
         )
+    if any(_weighted(m) for m in metas.values()):
+        rows.append(row("corpora: weight x examples", _corpora))
+        rows.append(row("pairs per epoch (weighted)", lambda m: _per_epoch(m)))
+    if any(m.get("dropout") for m in metas.values()):
+        rows.append(row("BPE-dropout copies", _dropout))
     rows += [
         row("id dtype", lambda m: m["dtype"]),
         row("speed", speed),
         row("time", lambda m: f"{m.get('seconds', 0):.1f} s"),
     ]
     console.show(console.table("Encoded", rows, ["", *metas]))
+
+
+def _weighted(meta: dict) -> bool:
+    return any(c.get("weight", 1.0) != 1.0 for c in meta.get("corpora") or [])
+
+
+def _corpora(meta: dict) -> str:
+    if not meta.get("corpora"):
+        return "-"
+    return ", ".join(f"{c['weight']:g} x {c['examples']:,}" for c in meta["corpora"])
+
+
+def _per_epoch(meta: dict) -> str:
+    if not meta.get("corpora"):
+        return "-"
+    return f"{sum(c['weight'] * c['examples'] for c in meta['corpora']):,.0f}"
+
+
+def _dropout(meta: dict) -> str:
+    d = meta.get("dropout")
+    if not d:
+        return "-"
+    return f"{d['copies']} (p {d['p']:g}, seed {d['seed']})"
 
 
 def _side(meta: dict, side: str, fmt: str) -> str:

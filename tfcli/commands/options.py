@@ -54,10 +54,34 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--max-minutes", type=float, default=None, help="Stop after this much wall time."
             ),
+            click.option(
+                "--init-from",
+                metavar="CHECKPOINT",
+                default=None,
+                help="Fine-tune: a new run from CHECKPOINT's weights and tokenizer (a run dir: "
+                "its best), with a fresh optimizer, schedule, step, best and patience "
+                "(sets train.init_from), e.g. --init-from runs/base --run-dir runs/tuned.",
+            ),
         ]
     ):
         func = option(func)
     return recipe_options(func)
+
+
+def inference_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--device and --threads, as every command that runs a trained model takes them."""
+    func = click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        help="CPU threads for torch (default: torch's choice, one per core).",
+    )(func)
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+        default="auto",
+        show_default=True,
+        help="auto: CUDA (bf16 autocast), then MPS, then CPU.",
+    )(func)
 
 
 def load_recipe(
@@ -72,7 +96,8 @@ def load_recipe(
 
 # The run-control flags of `training_options` (and train's --compile): flag -> the key it sets.
 RUN_FLAGS = {"--device": "train.device", "--max-steps": "train.max_steps",
-             "--max-minutes": "train.max_minutes", "--compile": "train.compile"}  # fmt: skip
+             "--max-minutes": "train.max_minutes", "--compile": "train.compile",
+             "--init-from": "train.init_from"}  # fmt: skip
 
 
 def load_training_recipe(
@@ -86,11 +111,20 @@ def load_training_recipe(
     """What a training command runs, and the command line that resumes it.
 
     With --resume and no recipe, the run's own resolved recipe.yaml. `flags` maps RUN_FLAGS'
-    flags to their values (None or False: not given)."""
+    flags to their values (None or False: not given). --init-from starts a new run, so it is
+    refused with --resume and left out of the resume command (the run has its weights then).
+    """
+    from tfcli.errors import TfcliError
     from tfcli.training import setup
 
+    if resume and flags.get("--init-from") is not None:
+        raise TfcliError(
+            "--init-from starts a new run from a checkpoint's weights, --resume continues this "
+            "run's own; pass one of them (a fine-tuned run resumes with plain --resume)"
+        )
     if resume:
         recipe = setup.resume_recipe(recipe, overrides, run_dir)
     values = {RUN_FLAGS[flag]: None if v is False else v for flag, v in flags.items()}
     r = load_recipe(recipe, overrides, run_dir, **values)
-    return r, setup.resume_command(command, recipe, overrides, run_dir, flags)
+    again = {flag: v for flag, v in flags.items() if flag != "--init-from"}
+    return r, setup.resume_command(command, recipe, overrides, run_dir, again)

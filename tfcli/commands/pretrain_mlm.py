@@ -27,6 +27,7 @@ def pretrain_mlm(
     device: str | None,
     max_steps: int | None,
     max_minutes: float | None,
+    init_from: str | None,
 ) -> None:
     """Pretrain a Transformer encoder as a masked language model (BERT).
 
@@ -42,6 +43,8 @@ def pretrain_mlm(
       tfcli pretrain-mlm bert-mini-mlm --max-minutes 5 --device cpu
       tfcli pretrain-mlm my-mlm.yaml --set mlm.whole_word=true --set data.text='[corpus/*.gz]'
       tfcli pretrain-mlm bert-mini-mlm --resume
+      tfcli pretrain-mlm bert-mini-mlm --init-from runs/bert-mini-mlm --run-dir runs/bert-news \\
+          --set data.text=news.txt           # continue pretraining on new text, fresh schedule
       torchrun --nproc-per-node 4 -m tfcli pretrain-mlm bert-base-mlm
     \b
     Then fill masks, or warm-start a translation model's encoder from it:
@@ -50,7 +53,12 @@ def pretrain_mlm(
     """
     from tfcli.training import setup
 
-    flags = {"--device": device, "--max-steps": max_steps, "--max-minutes": max_minutes}
+    flags = {
+        "--device": device,
+        "--max-steps": max_steps,
+        "--max-minutes": max_minutes,
+        "--init-from": init_from,
+    }
     r, again = load_training_recipe("pretrain-mlm", recipe, overrides, run_dir, resume, flags)
     summary = setup.pretrain_mlm(r, resume=resume, force=force)
     if summary["rank"] == 0:

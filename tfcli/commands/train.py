@@ -28,6 +28,7 @@ def train(
     device: str | None,
     max_steps: int | None,
     max_minutes: float | None,
+    init_from: str | None,
     compile_: bool,
 ) -> None:
     """Train the encoder-decoder Transformer on parallel data.
@@ -44,6 +45,7 @@ def train(
           --set data.valid_src=valid.de --set data.valid_tgt=valid.en
       tfcli train my.yaml --max-steps 2000 --device cpu
       tfcli train my.yaml --resume                  # continue an interrupted run
+      tfcli train indomain.yaml --init-from runs/base --run-dir runs/tuned   # fine-tune
       torchrun --nproc_per_node 4 -m tfcli train my.yaml    # 4 GPUs (DDP)
     """
     from tfcli.training import setup
@@ -53,6 +55,7 @@ def train(
         "--max-steps": max_steps,
         "--max-minutes": max_minutes,
         "--compile": compile_,
+        "--init-from": init_from,
     }
     r, again = load_training_recipe("train", recipe, overrides, run_dir, resume, flags)
     summary = setup.train_seq2seq(r, resume=resume, force=force)

@@ -10,4 +10,5 @@ staleness.py     what a split was made from (tokenizer sha256, input fingerprint
 encoding.py      text files -> a split: input checks, length filters, atomic directory
 line_encoder.py  the encode hot loop: lines -> ids with a per-word cache
 pool.py          encode jobs run in order in worker processes
+subword_dropout.py  BPE-dropout: K seeded random segmentations of the training split
 """

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,20 @@ from tfcli.errors import DataError
 from tfcli.textio import atomic_dir, open_binary
 
 _REASONS = ("too_short", "too_long", "ratio")
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """BPE-dropout copies of a training split (tfcli.data.subword_dropout): probability,
+    number of copies and the seed they derive from (train.seed)."""
+
+    p: float
+    copies: int
+    seed: int
+
+    def record(self) -> dict:
+        """How meta.json names these settings (what staleness compares)."""
+        return {"p": self.p, "copies": self.copies, "seed": self.seed}
 
 
 def count_lines(path: Path) -> int:
@@ -156,6 +172,8 @@ def _encode(
     show_progress: bool,
     workers: int | None,
     chunk_lines: int,
+    weights: Sequence[float] | None = None,
+    dropout: Dropout | None = None,
 ) -> dict:
     from tfcli.tokenizer.staleness import file_sha256
     from tfcli.tokenizer.vocab import load_tokenizer
@@ -163,6 +181,7 @@ def _encode(
     start = time.perf_counter()
     files = {s: [Path(p) for p in ps] for s, ps in files.items()}
     total = _check_inputs(files)
+    weights = _check_weights(files, weights)
     vocab = max(load_tokenizer(toks[s]).get_vocab_size(with_added_tokens=True) for s in files)
     shas = {s: file_sha256(toks[s]) for s in files}
     dtype = "uint16" if vocab <= 65536 else "uint32"
@@ -173,14 +192,15 @@ def _encode(
     dropped = np.zeros(len(_REASONS) + 1, dtype=np.int64)
     with atomic_dir(out_dir, "encoded split", error=DataError) as tmp:
         writers = {s: SideWriter(tmp, s, DTYPES[dtype]) for s in files}
+        counts = _Counts(len(next(iter(files.values()))), dropout is not None)
         try:
-            jobs = iter_jobs(files, toks, chunk_lines)
-            seen = _run(jobs, writers, toks, filters, dropped, nworkers, total, show_progress)
+            jobs = _group_jobs(files, toks, chunk_lines, counts.groups)
+            _run(jobs, writers, toks, filters, dropped, nworkers, total, show_progress, counts)
         finally:
             for w in writers.values():
                 w.close()
         kept = writers[next(iter(files))].num_examples
-        _check_counts(seen, total, kept, dropped)
+        _check_counts(int(counts.lines.sum()), total, kept, dropped)
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -193,10 +213,21 @@ def _encode(
             "filters": filters,
             "dropped": {r: int(n) for r, n in zip(_REASONS, dropped[1:], strict=True)},
             "lengths": {s: w.stats() for s, w in writers.items()},
+            "sha256": {s: w.digest() for s, w in writers.items()},
+            "corpora": _corpora(files, weights, counts),
             "lines_read": total,
             "seconds": round(time.perf_counter() - start, 3),
             "workers": nworkers,
         }
+        if dropout is not None:
+            from tfcli.data.subword_dropout import write_copies
+
+            meta["dropout"] = write_copies(
+                tmp, files, toks, np.concatenate(counts.keep or [np.zeros(0, bool)]),
+                p=dropout.p, copies=dropout.copies, seed=dropout.seed,
+                max_len=filters["max_len"], dtype=DTYPES[dtype], workers=nworkers,
+            )  # fmt: skip
+            meta["seconds"] = round(time.perf_counter() - start, 3)
         # Inside the atomic directory: fsynced and renamed with the ids, disk full reported.
         (tmp / META_NAME).write_text(
             json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -220,6 +251,79 @@ def _check_counts(seen: int, total: int, kept: int, dropped: np.ndarray) -> None
         )
 
 
+class _Counts:
+    """Lines read and examples kept per group of input files (the i-th file of every side),
+    and, for dropout copies, every line's keep verdict."""
+
+    def __init__(self, groups: int, keep_masks: bool) -> None:
+        self.lines = np.zeros(groups, dtype=np.int64)
+        self.kept = np.zeros(groups, dtype=np.int64)
+        self.groups: deque[int] = deque()  # the group of each job handed out, in order
+        self.keep: list[np.ndarray] | None = [] if keep_masks else None
+
+    def add(self, keep: np.ndarray) -> None:
+        g = self.groups.popleft()  # results come back in job order
+        self.lines[g] += len(keep)
+        self.kept[g] += int(keep.sum())
+        if self.keep is not None:
+            self.keep.append(keep)
+
+
+def _group_jobs(
+    files: dict[str, list[Path]], toks: dict[str, Path], chunk_lines: int, groups: deque[int]
+) -> Iterator[Job]:
+    """`iter_jobs` group by group, noting each job's group (a file may be listed twice)."""
+    sides = list(files)
+    for g, group in enumerate(zip(*(files[s] for s in sides), strict=True)):
+        one = {s: [p] for s, p in zip(sides, group, strict=True)}
+        for job in iter_jobs(one, toks, chunk_lines):
+            groups.append(g)
+            yield job
+
+
+def _check_weights(files: dict[str, list[Path]], weights: Sequence[float] | None) -> list[float]:
+    """One positive weight per group of input files (1.0 each when not given)."""
+    n = len(next(iter(files.values())))
+    if weights is None:
+        return [1.0] * n
+    if len(weights) != n or any(not w > 0 for w in weights):
+        raise DataError(
+            f"corpus weights: one positive weight per input file (pair), got {list(weights)} "
+            f"for {n} file(s)"
+        )
+    return [float(w) for w in weights]
+
+
+def _corpora(files: dict[str, list[Path]], weights: list[float], counts: _Counts) -> list[dict]:
+    """meta.json "corpora": per group of input files, its paths, weight, lines and examples
+    kept (in the split's order: the examples of group 0 come first)."""
+    out = []
+    for g, w in enumerate(weights):
+        entry: dict = {side: str(paths[g]) for side, paths in files.items()}
+        entry.update(weight=w, lines=int(counts.lines[g]), examples=int(counts.kept[g]))
+        out.append(entry)
+    return out
+
+
+def reweigh(out_dir: Path, weights: Sequence[float]) -> dict:
+    """Record new corpus weights in an encoded split's meta.json (atomically; the ids stay):
+    weights steer sampling only, so changing them costs no re-encoding. Returns the meta."""
+    from tfcli.textio import atomic_write_text
+
+    meta = read_meta(out_dir)
+    corpora = meta.get("corpora") or []
+    if len(corpora) != len(weights):
+        raise DataError(
+            f"{out_dir}: {len(corpora)} corpora recorded but {len(weights)} weights given; "
+            "re-encode it (tfcli encode --force)"
+        )
+    for entry, w in zip(corpora, weights, strict=True):
+        entry["weight"] = float(w)
+    text = json.dumps(meta, indent=1, ensure_ascii=False) + "\n"
+    atomic_write_text(Path(out_dir) / META_NAME, text, "split meta")
+    return meta
+
+
 def _run(
     jobs: Iterator[Job],
     writers: dict[str, SideWriter],
@@ -229,25 +333,26 @@ def _run(
     workers: int,
     total: int,
     show_progress: bool,
-) -> int:
-    """Tokenize the jobs (in order), filter and write; returns the number of lines read."""
+    counts: _Counts,
+) -> None:
+    """Tokenize the jobs (in order), filter and write, counting lines and kept examples."""
     runner = Runner(sorted({str(t) for t in toks.values()}), workers)
-    ok, seen = False, 0
+    ok = False
     try:
         with _progress(total, show_progress) as advance:
             for results in runner.map(jobs):
-                seen += _write_chunk(writers, results, filters, dropped)
+                counts.add(_write_chunk(writers, results, filters, dropped))
                 advance(len(results[0][1]))
         ok = True
     finally:
         runner.close(ok)
-    return seen
 
 
 def _write_chunk(
     writers: dict[str, SideWriter], results: list, filters: dict, dropped: np.ndarray
-) -> int:
-    """Filter one chunk of examples (all sides at once) and append the survivors."""
+) -> np.ndarray:
+    """Filter one chunk of examples (all sides at once) and append the survivors; returns the
+    keep verdict (n,) bool of its lines."""
     lengths = [r[1] for r in results]
     reason = _drop_reasons(
         lengths, filters["min_len"], filters["max_len"], filters.get("max_len_ratio", 0.0)
@@ -259,7 +364,7 @@ def _write_chunk(
             w.append(ids, lens)
         else:
             w.append(ids[np.repeat(keep, lens)], lens[keep])
-    return len(keep)
+    return keep
 
 
 def encode_parallel(
@@ -276,6 +381,8 @@ def encode_parallel(
     overwrite: bool = False,
     workers: int | None = None,
     chunk_lines: int = 10_000,
+    weights: Sequence[float] | None = None,
+    dropout: Dropout | None = None,
 ) -> dict:
     """Encode line-aligned source/target files (paired in order) into `out_dir`; returns meta.
 
@@ -284,13 +391,18 @@ def encode_parallel(
     counted in meta["dropped"]. `workers` processes tokenize (None: one per CPU for large
     inputs, else this process). DataError on missing/empty/misaligned/non-UTF-8 inputs or when
     `out_dir` holds a split made with another tokenizer (unless `overwrite`).
+
+    `weights` (one per file pair, default 1) are recorded in meta["corpora"] with each pair's
+    line and example counts; the training sampler draws by them (`split.training_sampler`).
+    `dropout` also writes that many BPE-dropout segmentations (tfcli.data.subword_dropout).
     """
     filters = {"min_len": min_len, "max_len": max_len, "max_len_ratio": max_len_ratio}
     files = {"src": list(src_files), "tgt": list(tgt_files)}
     toks = {"src": Path(src_tok_path), "tgt": Path(tgt_tok_path)}
     return _encode(
-        "parallel", files, toks, out_dir, filters, overwrite, show_progress, workers, chunk_lines
-    )
+        "parallel", files, toks, out_dir, filters, overwrite, show_progress, workers, chunk_lines,
+        weights, dropout,
+    )  # fmt: skip
 
 
 def encode_text(

@@ -10,12 +10,18 @@ vocabulary fits, else `uint32`; `*.idx` holds `n+1` little-endian int64 offsets,
 `ids[off[i]:off[i+1]]`. Both are opened with `numpy.memmap`: opening costs a few syscalls, and
 only the pages a batch touches are ever read.
 
+A training split may also hold corpus weights (meta.json "corpora") and BPE-dropout copies
+(`src.dropout-K.bin` ... beside `src.bin`, meta.json "dropout"); `training_sampler` draws by the
+weights and reads copy e mod K in epoch e; `open_split` indexes the copies after the split's own
+examples (example i of copy k is [(k + 1) * N + i]), so batches stay plain index arrays.
+
 Text files are turned into splits by `tfcli.data.encoding`. This module imports numpy at import time;
 torch only inside `collate_parallel`. Commands import it lazily.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,13 +92,40 @@ class TokenArray:
         return len(self.ids)
 
 
+class Segmentations:
+    """One side of a split and its BPE-dropout copies as one array: [i] for i < N is the split's
+    own example i, [(k + 1) * N + i] the same example in copy k. `lengths` (N,) and len() are
+    the split's own, so code that knows nothing of copies sees a plain TokenArray."""
+
+    def __init__(self, own: TokenArray, copies: list[TokenArray]) -> None:
+        self.own, self.copies = own, copies
+        self.lengths = own.lengths
+        self.n = len(own)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        k, j = divmod(int(i), self.n)
+        return self.own[j] if k == 0 else self.copies[k - 1][j]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.own.num_tokens
+
+
 @dataclass
 class ParallelData:
     """An encoded parallel split: line-aligned `src` and `tgt` arrays plus its meta.json."""
 
-    src: TokenArray
-    tgt: TokenArray
+    src: TokenArray | Segmentations
+    tgt: TokenArray | Segmentations
     meta: dict
+
+    @property
+    def copies(self) -> int:
+        """BPE-dropout copies the split holds (0: none)."""
+        return len(self.src.copies) if isinstance(self.src, Segmentations) else 0
 
     def __len__(self) -> int:
         return len(self.src)
@@ -155,8 +188,29 @@ def open_split(path: Path) -> ParallelData | TextData:
             "re-run `tfcli encode --force`"
         )
     if meta["kind"] == "parallel":
+        copies = int((meta.get("dropout") or {}).get("copies", 0))
+        if copies:
+            for s in ("src", "tgt"):
+                more = [_copy_array(path, s, k, meta, n[s]) for k in range(copies)]
+                arrays[s] = Segmentations(arrays[s], more)  # type: ignore[assignment]
         return ParallelData(arrays["src"], arrays["tgt"], meta)
     return TextData(arrays["text"], meta)
+
+
+def dropout_stem(side: str, k: int) -> str:
+    """The file stem of BPE-dropout copy k of a side: src -> src.dropout-0(.bin, .idx)."""
+    return f"{side}.dropout-{k}"
+
+
+def _copy_array(path: Path, side: str, k: int, meta: dict, n: int) -> TokenArray:
+    stem = dropout_stem(side, k)
+    a = TokenArray(path / f"{stem}.bin", path / f"{stem}.idx", meta.get("dtype", ""))
+    if len(a) != n:
+        raise DataError(
+            f"{path}: BPE-dropout copy {k} holds {len(a)} examples, the split {n}; "
+            "re-run `tfcli encode --force`"
+        )
+    return a
 
 
 # --- batching --------------------------------------------------------------------------------
@@ -174,10 +228,20 @@ class TokenBudgetSampler:
     Each epoch, ties between equal lengths are broken by a fresh permutation (so batches differ
     between epochs) and the batch order is shuffled; both depend only on (seed, epoch). With
     `shuffle=False` examples go in length order and batches in that order (evaluation).
+
+    `weights` (N,) > 0 oversample (or undersample) examples: each epoch, example i is drawn
+    floor(w_i) times plus once more with probability frac(w_i) (from (seed, epoch) too), so
+    over an epoch a corpus of weight w holds w times its examples in expectation (exactly, for
+    whole weights), and copies of one example land in different batches at random.
     """
 
     def __init__(
-        self, lengths: np.ndarray, max_tokens: int, seed: int, shuffle: bool = True
+        self,
+        lengths: np.ndarray,
+        max_tokens: int,
+        seed: int,
+        shuffle: bool = True,
+        weights: np.ndarray | None = None,
     ) -> None:
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be > 0, got {max_tokens}")
@@ -187,13 +251,30 @@ class TokenBudgetSampler:
         self.max_tokens = int(max_tokens)
         self.seed = int(seed)
         self.shuffle = shuffle
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if self.weights is not None and self.weights.shape != self.lengths.shape:
+            raise ValueError(
+                f"weights {self.weights.shape} must match lengths {self.lengths.shape}"
+            )
+
+    def draws(self, epoch: int) -> np.ndarray:
+        """The examples of `epoch` (int64, with repeats when weighted), before batching."""
+        n = len(self.lengths)
+        if self.weights is None:
+            return np.arange(n, dtype=np.int64)
+        whole = np.floor(self.weights)
+        extra = np.random.default_rng([self.seed, epoch, 2]).random(n) < self.weights - whole
+        return np.repeat(np.arange(n, dtype=np.int64), whole.astype(np.int64) + extra)
 
     def __len__(self) -> int:
         """Number of batches in epoch 0 on one rank (later epochs differ by a few at most)."""
         return len(self._batches(0))
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
+        drawn = None if self.weights is None else self.draws(epoch)
         lengths = np.maximum(self.lengths, 1)  # an empty example still takes a row
+        if drawn is not None:
+            lengths = lengths[drawn]
         n = len(lengths)
         if n == 0:
             return []
@@ -217,7 +298,7 @@ class TokenBudgetSampler:
             size = len(window) if fits.all() else max(1, int(np.argmin(fits)))
             i += size
             cuts.append(i)
-        return np.split(order, cuts[1:-1])
+        return np.split(order if drawn is None else drawn[order], cuts[1:-1])
 
     def epoch_batches(self, epoch: int, rank: int = 0, world: int = 1) -> list[np.ndarray]:
         """Index arrays (int64) of this rank's batches for `epoch`, deterministic for (seed, epoch).
@@ -237,6 +318,56 @@ class TokenBudgetSampler:
             batches = batches + [batches[j % len(batches)] for j in range(short)]
             batches = batches[rank::world]
         return batches
+
+
+class CopySampler:
+    """Token-budget batches over a split with BPE-dropout copies: epoch e batches copy e mod K
+    by its own lengths and returns its indices (see `Segmentations`)."""
+
+    def __init__(self, samplers: list[TokenBudgetSampler], n: int) -> None:
+        self.samplers, self.n = samplers, n
+
+    def __len__(self) -> int:
+        return len(self.samplers[0])
+
+    def epoch_batches(self, epoch: int, rank: int = 0, world: int = 1) -> list[np.ndarray]:
+        k = epoch % len(self.samplers)
+        offset = (k + 1) * self.n
+        return [b + offset for b in self.samplers[k].epoch_batches(epoch, rank, world)]
+
+
+def example_weights(meta: dict) -> np.ndarray | None:
+    """(N,) float64 weight of each example from meta.json "corpora" (examples are in corpus
+    order); None when every weight is 1 (or the split records none)."""
+    corpora = meta.get("corpora") or []
+    w = [float(c.get("weight", 1.0)) for c in corpora]
+    if all(x == 1.0 for x in w):
+        return None
+    return np.repeat(np.asarray(w), [int(c.get("examples", 0)) for c in corpora])
+
+
+def training_sampler(
+    data: ParallelData, max_tokens: int, seed: int
+) -> TokenBudgetSampler | CopySampler:
+    """The training batches of a parallel split: token-budget batches drawn by the corpus
+    weights (`example_weights`), over BPE-dropout copy e mod K in epoch e when it has copies."""
+    weights = example_weights(data.meta)
+    if weights is not None and len(weights) != len(data):
+        raise DataError(
+            f"meta.json corpora count {len(weights)} examples, the split holds {len(data)}; "
+            "re-run `tfcli encode --force`"
+        )
+    if not data.copies:
+        return TokenBudgetSampler(parallel_costs(data), max_tokens, seed, weights=weights)
+    src, tgt = data.src, data.tgt
+    assert isinstance(src, Segmentations) and isinstance(tgt, Segmentations)
+    samplers = [
+        TokenBudgetSampler(
+            np.maximum(s.lengths + 1, t.lengths + 2), max_tokens, seed, weights=weights
+        )
+        for s, t in zip(src.copies, tgt.copies, strict=True)
+    ]
+    return CopySampler(samplers, len(data))
 
 
 def parallel_costs(data: ParallelData) -> np.ndarray:
@@ -281,7 +412,8 @@ class SideWriter:
     """Appends examples of one side to `<side>.bin` / `<side>.idx` and keeps streaming stats.
 
     Memory stays constant: ids go straight to disk, and the statistics are a count, a sum, the
-    min/max and a fixed-size histogram of lengths.
+    min/max and a fixed-size histogram of lengths. `digest()` is the SHA-256 of the two files'
+    bytes (ids, then offsets): the split's content, whatever the chunking that wrote it.
     """
 
     def __init__(self, directory: Path, side: str, dtype: np.dtype) -> None:
@@ -289,6 +421,8 @@ class SideWriter:
         self._bin = open(directory / f"{side}.bin", "wb")
         self._idx = open(directory / f"{side}.idx", "wb")
         self._idx.write(np.zeros(1, _OFFSET_DTYPE).tobytes())
+        self._ids_hash, self._idx_hash = hashlib.sha256(), hashlib.sha256()
+        self._idx_hash.update(np.zeros(1, _OFFSET_DTYPE).tobytes())
         self.num_tokens = 0
         self.num_examples = 0
         self.hist = np.zeros(_HIST_SIZE, dtype=np.int64)
@@ -299,9 +433,13 @@ class SideWriter:
         """ids: flat (sum(lengths),) token ids of consecutive examples; lengths: (n,)."""
         if len(lengths) == 0:
             return
-        self._bin.write(ids.astype(self.dtype, copy=False).tobytes())
+        data = ids.astype(self.dtype, copy=False).tobytes()
+        self._bin.write(data)
+        self._ids_hash.update(data)
         offsets = self.num_tokens + np.cumsum(lengths, dtype=np.int64)
-        self._idx.write(offsets.astype(_OFFSET_DTYPE, copy=False).tobytes())
+        index = offsets.astype(_OFFSET_DTYPE, copy=False).tobytes()
+        self._idx.write(index)
+        self._idx_hash.update(index)
         self.num_tokens = int(offsets[-1])
         self.num_examples += len(lengths)
         self.hist += np.bincount(np.minimum(lengths, _HIST_SIZE - 1), minlength=_HIST_SIZE)
@@ -312,6 +450,10 @@ class SideWriter:
     def close(self) -> None:
         self._bin.close()
         self._idx.close()
+
+    def digest(self) -> str:
+        """Hex SHA-256 over the digests of the ids and of the offsets written so far."""
+        return hashlib.sha256(self._ids_hash.digest() + self._idx_hash.digest()).hexdigest()
 
     def stats(self) -> dict:
         """Exact min/max/mean; p50/p95/p99 from the histogram (exact below _HIST_SIZE)."""

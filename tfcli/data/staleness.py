@@ -2,8 +2,10 @@
 
 `tfcli.data.encoding` writes into each split's meta.json the tokenizer(s) it used (their sha256,
 see `tfcli.tokenizer.staleness.file_sha256`), a fingerprint of every input file
-(`input_fingerprints`) and the length filters. `reencode_reason` compares that record with what
-encoding would see now. (The tokenizer's own record, in tokenizer.meta.json, keeps mtimes in
+(`input_fingerprints`), the length filters and the BPE-dropout settings. `reencode_reason`
+compares that record with what encoding would see now. Corpus weights are recorded too but
+never make a split stale: they only steer sampling, so `encoding.reweigh` rewrites them in
+meta.json without touching the ids. (The tokenizer's own record, in tokenizer.meta.json, keeps mtimes in
 integer nanoseconds; a split's keeps float seconds. Both formats are on disk in existing runs,
 so each keeps its own.)
 """
@@ -34,10 +36,16 @@ def input_fingerprints(files: dict[str, list[Path]]) -> list[dict]:
 
 
 def reencode_reason(
-    out: Path, kind: str, files: dict[str, list[Path]], shas: dict[str, str], filters: dict
+    out: Path,
+    kind: str,
+    files: dict[str, list[Path]],
+    shas: dict[str, str],
+    filters: dict,
+    dropout: dict | None = None,
 ) -> str | None:
     """Why the split at `out` must be (re-)encoded from `files` with the tokenizers whose
-    sha256 are `shas` ({side: sha}) and the length `filters`; None when it is current."""
+    sha256 are `shas` ({side: sha}), the length `filters` and the BPE-dropout settings
+    `dropout` ({"p", "copies", "seed"}, None = none); None when it is current."""
     if not out.exists():
         return "not encoded yet"
     try:
@@ -52,4 +60,7 @@ def reencode_reason(
         return "the input files changed"
     if meta.get("filters") != filters:
         return "the length filters changed"
+    recorded = meta.get("dropout")
+    if (recorded and {k: recorded.get(k) for k in ("p", "copies", "seed")}) != (dropout or None):
+        return "the BPE-dropout settings changed"
     return None

@@ -203,13 +203,31 @@ def resumed_meta(recipe: Recipe, mlm: bool) -> dict[str, Any]:
             if before != value and key != "init_encoder_from":  # used at the start only
                 changed.append(f"{section}.{key} ({before!r} -> {value!r})")
     if changed:
-        _refuse_resume(", ".join(changed), meta, path)
+        hint = _FINE_TUNE.format(command=_command(meta), path=path)
+        _refuse_resume(
+            ", ".join(changed), meta, path, hint if changed[0].startswith("data.") else ""
+        )
     return meta
 
 
+def data_record(splits: dict[str, Path]) -> dict[str, Any]:
+    """What a run trains and validates on, for its checkpoints: per split ("train", "valid"),
+    the content digest of each side's encoded ids (`meta.json` "sha256", None for splits
+    encoded before tfcli recorded it). `--resume` compares it (`check_same_model`)."""
+    from tfcli.data.split import read_meta
+
+    return {
+        split: read_meta(Path(path)).get("sha256")
+        for split, path in splits.items()
+        if split in ("train", "valid") and path is not None
+    }
+
+
 def check_same_model(now: dict[str, Any], then: dict[str, Any]) -> None:
-    """The vocabulary and model a resumed run builds must be the checkpoint's own (a tokenizer
-    file edited or retrained since would pair these weights with other ids)."""
+    """The vocabulary, model and data a resumed run builds must be the checkpoint's own (a
+    tokenizer file edited or retrained since would pair these weights with other ids; data
+    files edited in place, with the same recipe, would carry the optimizer, schedule, best and
+    patience over to other data: that is fine-tuning, `--init-from`, not resuming)."""
     for side in ("src", "tgt"):
         if (
             side in then.get("tokenizer", {})
@@ -218,13 +236,51 @@ def check_same_model(now: dict[str, Any], then: dict[str, Any]) -> None:
             _refuse_resume(
                 f"the {side} tokenizer (its file differs from the one trained with)", then
             )
-    if now["model"] != then.get("model"):
+    if _spec(now["model"]) != _spec(then.get("model")):
         _refuse_resume("the model (its spec differs from the checkpoint's)", then)
+    before, after = then.get("data") or {}, now.get("data") or {}
+    changed = [s for s, d in before.items() if d and after.get(s) and after[s] != d]
+    if changed:
+        _refuse_new_data(changed, now, then)
 
 
-def _refuse_resume(what: str, meta: dict[str, Any], path: Path | None = None) -> None:
+def _spec(d: Any) -> Any:
+    """A spec as `to_dict` writes it today, so a field added since (with its default) is no
+    difference; the raw value when it does not parse (then it differs anyway)."""
+    from tfcli.errors import CheckpointError
+    from tfcli.model.config import ModelSpec
+
+    try:
+        return ModelSpec.from_dict(d).to_dict()
+    except CheckpointError:
+        return d
+
+
+_FINE_TUNE = (
+    "; to train these weights on the new data, start a new run from them: {command} RECIPE "
+    "--init-from {path} --run-dir NEW_DIR (fresh optimizer, schedule, step and patience)"
+)
+
+
+def _command(meta: dict[str, Any]) -> str:
+    return "tfcli pretrain-mlm" if meta.get("kind") == "mlm" else "tfcli train"
+
+
+def _refuse_new_data(splits: list[str], now: dict[str, Any], then: dict[str, Any]) -> None:
+    """Resuming on other data would keep the optimizer, schedule, best and patience silently;
+    say how to start a run from these weights instead (fairseq's --finetune-from-model)."""
+    run_dir = Path((now.get("recipe") or {}).get("run_dir", "."))
+    path = run_checkpoints.resolve_checkpoint(run_dir, "latest")
+    which = " and ".join(f"the {s} data (its files' contents)" for s in splits)
+    hint = _FINE_TUNE.format(command=_command(then), path=path)
+    _refuse_resume(which, then, path, hint)
+
+
+def _refuse_resume(
+    what: str, meta: dict[str, Any], path: Path | None = None, hint: str = ""
+) -> None:
     at = f" at step {meta.get('step')}" + (f" ({path.name})" if path else "")
     raise TrainingError(
-        f"--resume cannot continue this run exactly: {what} changed since the checkpoint{at}; "
-        "put it back, start over with --force, or train in another --run-dir"
+        f"--resume cannot continue this run exactly: {what} changed since the checkpoint{at}"
+        f"{hint}; {'or ' if hint else ''}put it back, start over with --force, or train in another --run-dir"
     )
