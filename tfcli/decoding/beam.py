@@ -13,6 +13,10 @@ Rows are laid out sentence-major: row `s * K + k` is beam k of running sentence 
    dropped in the same `reorder` that follows the surviving beams).
 
 The only host sync per step is the number of sentences that just finished.
+
+With `constraints` (lexically constrained decoding) step 2 becomes dynamic beam allocation
+(`constraints.ConstraintBeams.extend`) and </s> is banned until a row has met them all; the
+unconstrained path runs exactly as above.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tfcli.decoding.constraints import ConstraintBeams, Phrases
 from tfcli.decoding.search import (
     NEG_INF,
     Hypothesis,
@@ -44,21 +49,27 @@ def beam_search(
     min_len: int = 1,
     nbest: int = 1,
     no_repeat_ngram: int = 0,
+    constraints: list[Phrases] | None = None,
 ) -> list[list[Hypothesis]]:
     """src (B, S) source ids -> per sentence (input order) its `nbest` best hypotheses, best first.
 
     Hypothesis.score = summed log-probability (</s> included) / length**length_penalty.
+    `constraints` (one tuple of target id phrases per sentence; empty = none) makes every
+    output contain its phrases; a sentence whose limit leaves no such output gets no hypothesis.
     """
     if beam_size < 1 or not 1 <= nbest <= beam_size:
         raise ValueError(
             f"need beam_size >= 1 and 1 <= nbest <= beam_size, got {beam_size}, {nbest}"
         )
+    if constraints is not None and len(constraints) != src.size(0):
+        raise ValueError(f"{len(constraints)} constraint sets for {src.size(0)} sentences")
     with eval_mode(model), torch.inference_mode():
         if src.size(0) == 0:
             return []
+        bank = ConstraintBeams(constraints, beam_size) if constraints is not None else None
         return _search(
             model, src, beam_size, length_penalty, max_len_a, max_len_b, min_len, nbest,
-            no_repeat_ngram,
+            no_repeat_ngram, bank,
         )  # fmt: skip
 
 
@@ -86,7 +97,7 @@ class _Finished:
         self.lengths = self.lengths[index]
 
 
-def _search(model, src, k, alpha, max_len_a, max_len_b, min_len, nbest, no_repeat_ngram):
+def _search(model, src, k, alpha, max_len_a, max_len_b, min_len, nbest, no_repeat_ngram, bank):
     device, n = src.device, src.size(0)
     limit = max_lengths(model, src, max_len_a, max_len_b, min_len)  # (n,) per sentence
     width = int(limit.max()) + 1
@@ -120,7 +131,11 @@ def _search(model, src, k, alpha, max_len_a, max_len_b, min_len, nbest, no_repea
             ban_repeated_ngrams_(logp, history[:, :step], no_repeat_ngram)
         if step >= first_forced:
             logp = force_eos(logp, (limit <= step).repeat_interleave(k))
-        scores, rows, tokens = _extend(logp, scores, history, fin, k, step, alpha)
+        if bank is None:
+            scores, rows, tokens = _extend(logp, scores, history, fin, k, step, alpha)
+        else:
+            bank.ban_eos_(logp)
+            scores, rows, tokens = bank.extend(logp, scores, history, fin, step, alpha)
 
         # sentences with K finished hypotheses, or at their limit, leave the batch
         done = (fin.scores[:, -1] > NEG_INF) | (limit <= step)
@@ -132,6 +147,8 @@ def _search(model, src, k, alpha, max_len_a, max_len_b, min_len, nbest, no_repea
             keep = (~done).nonzero().squeeze(1)
             alive, limit = alive[keep], limit[keep]
             fin.select(keep)
+            if bank is not None:
+                bank.select(keep)
             scores, rows, tokens = scores[keep], rows[keep], tokens[keep]
             keep_rows = ((keep * k)[:, None] + torch.arange(k, device=device)).view(-1)
             memory, src_mask = (
