@@ -34,7 +34,7 @@ import torch
 
 from tfcli.decoding.beam import beam_search
 from tfcli.decoding.translate import pad_batch, token_batches
-from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
+from tfcli.tokenizer.vocab import BOS, EOS, PAD
 
 SIZES = {  # d_model, heads, d_ff, layers per side
     "tiny": (128, 4, 512, 2),
@@ -68,68 +68,15 @@ def random_model(size: str, vocab: int, eos_bias: float):
 
 
 def to_marian(model):
-    """An HF MarianMTModel holding exactly `model`'s weights (fused q/k/v split apart)."""
-    from transformers import MarianConfig, MarianMTModel
+    """The HF model computing exactly `model` (tfcli.export.hf: MarianMTModel for post-norm,
+    Pegasus for pre-norm; the product's own mapping, so this benchmark checks it too)."""
+    from tfcli.errors import CheckpointError
+    from tfcli.export.hf import to_hf
 
-    s = model.spec
-    if s.positions != "sinusoidal" or s.norm != "post" or not s.share_embeddings or s.window:
-        raise SystemExit(
-            "bench_decode: Marian mirrors post-norm, sinusoidal, shared-vocabulary models only"
-        )
-    cfg = MarianConfig(vocab_size=s.tgt_vocab_size, decoder_vocab_size=s.tgt_vocab_size,
-                       d_model=s.d_model, encoder_layers=s.encoder_layers,
-                       decoder_layers=s.decoder_layers, encoder_attention_heads=s.n_heads,
-                       decoder_attention_heads=s.n_heads, encoder_ffn_dim=s.d_ff,
-                       decoder_ffn_dim=s.d_ff, activation_function=s.activation, dropout=0.0,
-                       attention_dropout=0.0, activation_dropout=0.0, scale_embedding=True,
-                       pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS,
-                       decoder_start_token_id=BOS, forced_eos_token_id=None,
-                       max_position_embeddings=s.max_positions,
-                       share_encoder_decoder_embeddings=True, tie_word_embeddings=True)  # fmt: skip
-    hf = MarianMTModel(cfg).eval()
-    src = model.state_dict()
-    dst = {"model.shared.weight": src["src_embed.tokens.weight"]}
-    table = model.src_embed.positions.table  # tfcli's interleaved sin/cos, not Marian's halves
-    for side, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
-        dst[f"model.{side}.embed_tokens.weight"] = src["src_embed.tokens.weight"]
-        dst[f"model.{side}.embed_positions.weight"] = table
-        for i in range(len(stack.layers)):
-            dst.update(
-                _layer(src, f"{side}.layers.{i}.", f"model.{side}.layers.{i}.", side == "decoder")
-            )
-    dst["lm_head.weight"] = src["generator.proj.weight"]
-    dst["final_logits_bias"] = torch.zeros(1, s.tgt_vocab_size)
-    missing, unexpected = hf.load_state_dict(dst, strict=False)
-    if unexpected or [k for k in missing if "embed_positions" not in k]:
-        raise SystemExit(f"bench_decode: weight mapping incomplete: {missing} {unexpected}")
-    with torch.no_grad():  # positions are non-persistent in some versions: set them directly
-        hf.model.encoder.embed_positions.weight.copy_(table)
-        hf.model.decoder.embed_positions.weight.copy_(table)
-    return hf
-
-
-def _layer(src: dict, a: str, b: str, decoder: bool) -> dict:
-    out = {}
-    q, k, v = src[a + "self_attn.qkv_proj.weight"].chunk(3)
-    qb, kb, vb = src[a + "self_attn.qkv_proj.bias"].chunk(3)
-    out.update({b + "self_attn.q_proj.weight": q, b + "self_attn.k_proj.weight": k,
-                b + "self_attn.v_proj.weight": v, b + "self_attn.q_proj.bias": qb,
-                b + "self_attn.k_proj.bias": kb, b + "self_attn.v_proj.bias": vb})  # fmt: skip
-    names = {"self_attn.out_proj": "self_attn.out_proj", "self_attn_norm": "self_attn_layer_norm",
-             "feed_forward.w_1": "fc1", "feed_forward.w_2": "fc2",
-             "feed_forward_norm": "final_layer_norm"}  # fmt: skip
-    if decoder:
-        k, v = src[a + "cross_attn.kv_proj.weight"].chunk(2)
-        kb, vb = src[a + "cross_attn.kv_proj.bias"].chunk(2)
-        out.update({b + "encoder_attn.k_proj.weight": k, b + "encoder_attn.v_proj.weight": v,
-                    b + "encoder_attn.k_proj.bias": kb, b + "encoder_attn.v_proj.bias": vb})  # fmt: skip
-        names.update({"cross_attn.q_proj": "encoder_attn.q_proj",
-                      "cross_attn.out_proj": "encoder_attn.out_proj",
-                      "cross_attn_norm": "encoder_attn_layer_norm"})  # fmt: skip
-    for ours, theirs in names.items():
-        out[b + theirs + ".weight"] = src[a + ours + ".weight"]
-        out[b + theirs + ".bias"] = src[a + ours + ".bias"]
-    return out
+    try:
+        return to_hf(model)
+    except CheckpointError as e:
+        raise SystemExit(f"bench_decode: {e}") from None
 
 
 def check_same_logits(model, hf, src: torch.Tensor) -> float:
@@ -186,17 +133,17 @@ def run_tfcli(model, batches: list[torch.Tensor], args) -> list[list[int]]:
 
 
 def run_hf(hf, batches: list[torch.Tensor], args) -> list[list[int]]:
+    from tfcli.export.hf import generate_kwargs, generated_ids
+
     out = []
     with torch.inference_mode():
         for src in batches:
             seqs = hf.generate(
-                input_ids=src, attention_mask=src != PAD, num_beams=args.beam, do_sample=False,
-                max_new_tokens=args.max_len + 1, min_new_tokens=1, early_stopping=True,
-                length_penalty=1.0, suppress_tokens=[PAD, BOS, MASK], num_return_sequences=1,
-                decoder_start_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, forced_eos_token_id=EOS,
-            )  # fmt: skip
-            for row in seqs[:, 1:].tolist():  # drop the decoder start token
-                out.append(row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD])
+                input_ids=src,
+                attention_mask=src != PAD,
+                **generate_kwargs(args.beam, 1.0, args.max_len),
+            )
+            out.extend(generated_ids(seqs))
     return out
 
 
@@ -313,7 +260,10 @@ def report(args, name, diff, sources, flat, times, outs, refs, tok) -> None:
         "| system | sentences/s | generated tokens/s | seconds | tokens |",
         "|---|---:|---:|---:|---:|",
     ]
-    for who, label in (("tfcli", "tfcli beam_search"), ("hf", "HF MarianMTModel.generate")):
+    for who, label in (
+        ("tfcli", "tfcli beam_search"),
+        ("hf", "HF generate (exported Marian/Pegasus)"),
+    ):
         s, t, sec, tokens = rows[who]
         lines.append(f"| {label} | {s:.1f} | {t:.0f} | {sec:.2f} | {tokens} |")
     ratio = rows["tfcli"][0] / rows["hf"][0]
