@@ -11,6 +11,7 @@ Every artefact of a run lands under one directory (the recipe's `run_dir`):
         step-00001000.safetensors    weights + metadata (zero-padded, so names sort by step)
         step-00001000.state.pt       its training state (for --resume)
         best.safetensors             the best step by the validation metric
+      distill/train.tgt, meta.json   data.distill_from: the teacher's translations of data.src
       metrics.jsonl                  one JSON object per log line and evaluation
       tensorboard/                   with train.tensorboard: true
       .lock                          held by the process training the run (tfcli.run_lock)
@@ -63,6 +64,16 @@ class RunDir:
     def split(self, name: str) -> Path:
         """data/<name>: an encoded split (train, valid, test)."""
         return self.data / name
+
+    @property
+    def distilled(self) -> Path:
+        """distill/train.tgt: the teacher's translations of data.src (data.distill_from)."""
+        return self.root / "distill" / "train.tgt"
+
+    @property
+    def distill_meta(self) -> Path:
+        """distill/meta.json: what distill/train.tgt was made from (tfcli.data.distill)."""
+        return self.root / "distill" / "meta.json"
 
     @property
     def metrics(self) -> Path:

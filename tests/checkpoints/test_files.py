@@ -232,7 +232,8 @@ def test_a_spec_written_before_the_shared_architecture_still_loads(tmp_path):
     ckpt.save_checkpoint(path, model, {"kind": "mlm", "model": old, "step": 3})
     loaded, meta = ckpt.load_model(path)
     new_defaults = {"max_relative_position": 16, "relative_values": False, "attention": "full",
-                    "linformer_k": 256, "attention_score": "dot"}  # fmt: skip
+                    "linformer_k": 256, "attention_score": "dot",
+                    "decoder": "autoregressive"}  # fmt: skip
     assert meta["model"] == old and loaded.spec.to_dict() == old | new_defaults
     for name, t in model.state_dict().items():
         assert torch.equal(t, loaded.state_dict()[name]), name

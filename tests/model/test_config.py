@@ -45,6 +45,7 @@ ADDED_KEYS = {
     "attention": "full",
     "linformer_k": 256,
     "attention_score": "dot",
+    "decoder": "autoregressive",
 }
 
 

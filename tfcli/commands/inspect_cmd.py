@@ -167,7 +167,10 @@ def _render_checkpoint(s: dict) -> None:
     _show(head + (f", epoch {_fmt(s.get('epoch'))}" if s.get("epoch") is not None else ""))
     if spec:
         vocab = f"{spec.get('src_vocab_size')} / {spec.get('tgt_vocab_size')}"
-        _kv("Model", {"vocab (src / tgt)": vocab, **{k: spec.get(k) for k in _SPEC_KEYS}})
+        shown = {"vocab (src / tgt)": vocab, **{k: spec.get(k) for k in _SPEC_KEYS}}
+        if s.get("kind") == "seq2seq":  # autoregressive | non_autoregressive
+            shown["decoder"] = spec.get("decoder", "autoregressive")
+        _kv("Model", shown)
     p = s["parameters"]
     rows = [
         [r["module"], f"{r['parameters']:,}", r["tensors"], ",".join(r["dtypes"]),

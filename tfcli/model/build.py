@@ -18,6 +18,7 @@ Initialisation (`ModelSpec.init`):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -28,14 +29,17 @@ from tfcli.model.attention import MultiHeadedAttention
 from tfcli.model.config import (
     AttentionKind,
     AttentionScore,
+    DecoderKind,
     ModelKind,
     ModelSpec,
     NormPosition,
     Positions,
 )
 from tfcli.model.embeddings import Embeddings
+from tfcli.model.length import LengthPredictor
 from tfcli.model.linformer import LinformerAttention
 from tfcli.model.mlm import MaskedLM, MLMHead
+from tfcli.model.nat import NonAutoregressive
 from tfcli.model.positions import LearnedPositions
 from tfcli.model.relative import RelativePositionAttention
 from tfcli.model.seq2seq import EncoderDecoder, Generator
@@ -44,16 +48,28 @@ from tfcli.model.stack import TransformerStack
 Core = Callable[[], nn.Module] | None  # makes one layer's attention core; None = dot product
 
 
-def _self_core(spec: ModelSpec, causal: bool) -> Core:
+class Role(NamedTuple):
+    """What a TransformerStack is for: the named roles of the one stack class."""
+
+    causal: bool
+    cross_attend: bool
+
+
+ENCODER = Role(causal=False, cross_attend=False)
+DECODER = Role(causal=True, cross_attend=True)  # autoregressive: position i sees <= i
+PARALLEL_DECODER = Role(causal=False, cross_attend=True)  # non-autoregressive (nat.py)
+
+
+def _self_core(spec: ModelSpec, role: Role) -> Core:
     """The closed table of self-attention cores. Architecture.problems has refused every
     combination two of these would need (e.g. linformer + relative), so at most one applies.
-    Linformer mixes all positions, so the causal decoder keeps the scaled dot product."""
+    Linformer mixes all positions, so decoders keep the scaled dot product."""
     if spec.attention_score == AttentionScore.ADDITIVE:
         return lambda: AdditiveScore(spec.n_heads, spec.head_dim)
     if spec.positions == Positions.RELATIVE:
         k, values = spec.max_relative_position, spec.relative_values
         return lambda: RelativePositionAttention(spec.head_dim, k, values)
-    if spec.attention == AttentionKind.LINFORMER and not causal:
+    if spec.attention == AttentionKind.LINFORMER and role is ENCODER:
         return lambda: LinformerAttention(spec.max_positions, spec.linformer_k)
     return None
 
@@ -65,7 +81,7 @@ def _cross_core(spec: ModelSpec) -> Core:
     return None
 
 
-def _stack(spec: ModelSpec, n_layers: int, decoder: bool) -> TransformerStack:
+def _stack(spec: ModelSpec, n_layers: int, role: Role) -> TransformerStack:
     return TransformerStack(
         n_layers,
         spec.d_model,
@@ -75,13 +91,13 @@ def _stack(spec: ModelSpec, n_layers: int, decoder: bool) -> TransformerStack:
         attention_dropout=spec.attention_dropout,
         activation=spec.activation,
         pre_norm=spec.norm == NormPosition.PRE,
-        causal=decoder,
-        cross_attend=decoder,
+        causal=role.causal,
+        cross_attend=role.cross_attend,
         window=spec.window,
         rotary_positions=spec.max_positions if spec.positions == Positions.ROTARY else 0,
         alibi=spec.positions == Positions.ALIBI,
-        self_core=_self_core(spec, causal=decoder),
-        cross_core=_cross_core(spec) if decoder else None,
+        self_core=_self_core(spec, role),
+        cross_core=_cross_core(spec) if role.cross_attend else None,
     )
 
 
@@ -123,7 +139,7 @@ def init_weights(model: nn.Module, d_model: int, scheme: str = "xavier") -> None
                 module.weight[module.padding_idx].zero_()
 
 
-def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
+def build_model(spec: ModelSpec) -> EncoderDecoder | NonAutoregressive | MaskedLM:
     """A freshly initialised model for `spec` (seed torch beforehand for reproducibility).
 
     The spec is kept as `model.spec` so callers can store it beside the weights. A spec that
@@ -133,7 +149,7 @@ def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
     if problems:
         raise RecipeError(problems, "model spec")
     src_embed = _embeddings(spec, spec.src_vocab_size)
-    encoder = _stack(spec, spec.encoder_layers, decoder=False)
+    encoder = _stack(spec, spec.encoder_layers, ENCODER)
     model: EncoderDecoder | MaskedLM
     if spec.kind == ModelKind.MLM:
         head = MLMHead(spec.d_model, spec.src_vocab_size)
@@ -143,11 +159,19 @@ def build_model(spec: ModelSpec) -> EncoderDecoder | MaskedLM:
     else:
         # Shared: one module, so learned positions (if any) are shared too, like the tokens.
         tgt_embed = src_embed if spec.share_embeddings else _embeddings(spec, spec.tgt_vocab_size)
-        decoder = _stack(spec, spec.decoder_layers, decoder=True)
-        generator = Generator(spec.d_model, spec.tgt_vocab_size)
-        model = EncoderDecoder(
-            src_embed, tgt_embed, encoder, decoder, generator, pad_id=spec.pad_id
-        )
+        if spec.decoder == DecoderKind.NON_AUTOREGRESSIVE:
+            decoder = _stack(spec, spec.decoder_layers, PARALLEL_DECODER)
+            generator = Generator(spec.d_model, spec.tgt_vocab_size)
+            length = LengthPredictor(spec.d_model, spec.max_positions)
+            model = NonAutoregressive(
+                src_embed, tgt_embed, encoder, decoder, generator, length, pad_id=spec.pad_id
+            )
+        else:
+            decoder = _stack(spec, spec.decoder_layers, DECODER)
+            generator = Generator(spec.d_model, spec.tgt_vocab_size)
+            model = EncoderDecoder(
+                src_embed, tgt_embed, encoder, decoder, generator, pad_id=spec.pad_id
+            )
         init_weights(model, spec.d_model, spec.init)
         generator.proj.weight = tgt_embed.tokens.weight
     model.spec = spec

@@ -56,6 +56,13 @@ class AttentionScore(str, enum.Enum):
     ADDITIVE = "additive"  # Bahdanau: v^T tanh(q + k) per head (additive.py)
 
 
+class DecoderKind(str, enum.Enum):
+    AUTOREGRESSIVE = "autoregressive"  # causal decoder, one token at a time (the paper)
+    NON_AUTOREGRESSIVE = (
+        "non_autoregressive"  # every position at once + a length predictor (nat.py)
+    )
+
+
 class Init(str, enum.Enum):
     XAVIER = "xavier"  # xavier_uniform linears, N(0, d_model^-0.5) embeddings (fairseq)
     NORMAL = "normal"  # N(0, 0.02) for every linear and embedding weight (BERT, BART, Marian)
@@ -103,6 +110,12 @@ class Architecture:
     attention_score: AttentionScore = knob(
         AttentionScore.DOT,
         "dot (scaled dot product) | additive (Bahdanau: v^T tanh(q + k); d_head x the memory)",
+    )
+
+    decoder: DecoderKind = knob(
+        DecoderKind.AUTOREGRESSIVE,
+        "autoregressive (the paper) | non_autoregressive (Mask-Predict, Ghazvininejad et al. "
+        "2019: no causal mask, a length predictor, trained as a conditional masked LM)",
     )
 
     def __post_init__(self) -> None:
@@ -282,6 +295,7 @@ def spec_from_recipe(
     arch = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Architecture)}
     if mlm:
         arch["decoder_layers"] = 0
+        arch["decoder"] = DecoderKind.AUTOREGRESSIVE  # no decoder at all: keep the default
     spec = ModelSpec(
         kind=kind,
         src_vocab_size=src_vocab_size,

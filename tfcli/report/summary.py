@@ -183,6 +183,8 @@ def _checkpoint(path: Path, run_dir: RunDir | None) -> dict:
         "train_seconds": meta.get("train_seconds"),
         "recipe": meta.get("recipe"),
     }
+    if out["kind"] == "seq2seq" and isinstance(out["model"], dict):  # older: autoregressive
+        out["model"] = {**out["model"], "decoder": out["model"].get("decoder", "autoregressive")}
     if "averaged" in meta:
         out["averaged"] = meta["averaged"]
     if run is not None and run.metrics.is_file():

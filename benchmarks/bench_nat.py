@@ -1,0 +1,211 @@
+"""Non-autoregressive (Mask-Predict) vs autoregressive translation: same model, same budget.
+
+For each task (the demo task, and real English -> French gettext messages), four models of the
+same size (the nat-* recipe's) are trained for the same number of updates with `tfcli train`:
+
+* AR: the recipe with `model.decoder: autoregressive` (teacher forcing);
+* NAT raw: the recipe as it is (CMLM objective) on the human references;
+* NAT distilled: the same, with `data.distill_from: <the AR run>` (the AR model's beam-5
+  translations of the training sources as targets).
+
+Then the test set is decoded on CPU, side by side in one process: AR beam 5 and greedy, and
+mask-predict with T = 1, 4, 10 for both NAT models. Printed and written as markdown: BLEU and
+chrF (sacreBLEU), sentences/s, and speed relative to AR beam 5. Under load (a shared machine),
+`--threads 1` is fairer: every configuration runs with one intra-op thread, and configurations
+alternate over `--rounds`, the best round counting.
+
+    python benchmarks/bench_nat.py --work /tmp/bench-nat                  # demo + gettext
+    python benchmarks/bench_nat.py --tasks demo --steps 300 --train-pairs 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TFCLI = [sys.executable, "-m", "tfcli"]
+RECIPES = {"demo": "nat-demo", "gettext": "nat-gettext"}
+# Bounded to minutes on a shared CPU: gettext at the demo recipe's size and batch (all four models
+# alike), instead of nat-gettext.yaml's 256-wide 3+3 layers.
+SMALLER = {
+    "gettext": ["model.d_model=128", "model.d_ff=512", "model.encoder_layers=2",
+                "model.decoder_layers=2", "tokenizer.vocab_size=4000", "train.max_tokens=1000",
+                "optim.warmup_steps=200", "optim.lr=2e-3", "model.max_positions=128",
+                "data.max_len=64"],
+}  # fmt: skip
+
+
+def prepare_data(task: str, out: Path, train_pairs: int, test_pairs: int) -> dict[str, Path]:
+    """{train_src, train_tgt, valid_src, valid_tgt, test_src, test_tgt} files for `task`."""
+    out.mkdir(parents=True, exist_ok=True)
+    if task == "demo":
+        from tfcli.demo import make_splits
+
+        splits = make_splits(1, train_pairs, 500, test_pairs)
+        files = {}
+        for split, pairs in splits.items():
+            for side, k in (("src", 0), ("tgt", 1)):
+                p = out / f"{split}.{side}"
+                p.write_text("".join(pair[k] + "\n" for pair in pairs), encoding="utf-8")
+                files[f"{split}_{side}"] = p
+        return files
+    from gettext_corpus import build_corpus
+
+    build_corpus(out, "fr", max_train=train_pairs, test_size=test_pairs)
+    return {f"{s}_{side}": out / f"{s}.{ext}" for s in ("train", "valid", "test")
+            for side, ext in (("src", "en"), ("tgt", "fr"))}  # fmt: skip
+
+
+def train(recipe: str, run_dir: Path, files: dict[str, Path], steps: int, extra: list[str],
+          threads: int) -> float:  # fmt: skip
+    """`tfcli train` for `steps` updates (validation once, at the end); -> wall seconds."""
+    sets = {
+        "data.src": f"[{files['train_src']}]", "data.tgt": f"[{files['train_tgt']}]",
+        "data.valid_src": f"[{files['valid_src']}]", "data.valid_tgt": f"[{files['valid_tgt']}]",
+        "data.test_src": "[]", "data.test_tgt": "[]", "train.max_steps": str(steps),
+        "train.eval_every": str(steps), "train.eval_max_sentences": "100", "train.device": "cpu",
+    }  # fmt: skip
+    cmd = [*TFCLI, "train", recipe, "--run-dir", str(run_dir), "--force"]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    for e in extra:
+        cmd += ["--set", e]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TFCLI_QUIET": "1"}
+    began = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"train {run_dir} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - began
+
+
+def translators(runs: dict[str, Path], iterations: tuple[int, ...]) -> dict[str, object]:
+    """name -> a ready translator (AR beam 5 / greedy, NAT T=...) over the trained runs."""
+    import dataclasses
+
+    from tfcli.checkpoints import files as ckpt
+    from tfcli.checkpoints.steps import resolve_checkpoint
+    from tfcli.decoding.mask_predict import MaskPredictTranslator
+    from tfcli.decoding.translate import Translator
+    from tfcli.recipe import loader
+    from tfcli.recipe.schema import SearchMode
+
+    out = {}
+    for name, run in runs.items():
+        model, meta = ckpt.load_model(resolve_checkpoint(run), "cpu")
+        toks = ckpt.load_tokenizers(meta)
+        cfg = loader.from_dict({"decode": meta["recipe"]["decode"]}).decode
+        if name == "AR":
+            beam = dataclasses.replace(cfg, mode=SearchMode.BEAM, beam_size=5, nbest=1)
+            out["AR beam 5"] = Translator(model, toks["src"], toks["tgt"], beam)
+            greedy = dataclasses.replace(cfg, mode=SearchMode.GREEDY, nbest=1)
+            out["AR greedy"] = Translator(model, toks["src"], toks["tgt"], greedy)
+            continue
+        for t in iterations:
+            c = dataclasses.replace(cfg, mode=SearchMode.MASK_PREDICT, iterations=t, nbest=1)
+            out[f"{name} T={t}"] = MaskPredictTranslator(model, toks["src"], toks["tgt"], c)
+    return out
+
+
+def measure(named: dict[str, object], src: list[str], refs: list[str], rounds: int) -> dict:
+    """Decode `src` with every translator, `rounds` times alternating; best time counts."""
+    from tfcli.decoding.metrics import bleu_chrf
+
+    best: dict[str, float] = {}
+    scores: dict[str, dict] = {}
+    for _ in range(rounds):
+        for name, tr in named.items():
+            tr.translate_chunk(src[:16])  # warm-up
+            began = time.perf_counter()
+            results = tr.translate_chunk(src)
+            took = time.perf_counter() - began
+            best[name] = min(best.get(name, took), took)
+            scores[name] = bleu_chrf([r.texts[0] for r in results], refs)
+    return {n: {"bleu": scores[n]["bleu"], "chrf": scores[n]["chrf"],
+                "sent_s": len(src) / best[n]} for n in named}  # fmt: skip
+
+
+def run_task(task: str, work: Path, args: argparse.Namespace) -> dict:
+    files = prepare_data(task, work / task / "data", args.train_pairs, args.test_pairs)
+    recipe, root, base = RECIPES[task], work / task, SMALLER.get(task, [])
+    ar_extra = [*base, "model.decoder=autoregressive", "decode.mode=beam", "decode.beam_size=5"]
+    seconds = {"AR": train(recipe, root / "ar", files, args.steps, ar_extra, args.threads)}
+    seconds["NAT raw"] = train(recipe, root / "nat", files, args.steps, base, args.threads)
+    kd = [*base, f"data.distill_from={root / 'ar'}"]
+    seconds["NAT distilled"] = train(recipe, root / "nat-kd", files, args.steps, kd, args.threads)
+    torch.set_num_threads(args.threads)
+    runs = {"AR": root / "ar", "NAT raw": root / "nat", "NAT distilled": root / "nat-kd"}
+    named = translators(runs, tuple(args.iterations))
+    src = files["test_src"].read_text(encoding="utf-8").splitlines()
+    refs = files["test_tgt"].read_text(encoding="utf-8").splitlines()
+    with torch.inference_mode():
+        table = measure(named, src, refs, args.rounds)
+    return {"train_seconds": seconds, "table": table, "sentences": len(src)}
+
+
+def markdown(results: dict, args: argparse.Namespace, cmd: str) -> str:
+    lines = [
+        "# Non-autoregressive (Mask-Predict) vs autoregressive decoding",
+        "",
+        f"Script: `benchmarks/bench_nat.py`; run {datetime.date.today()} on {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.0f} at the end), torch {torch.__version__}, "
+        f"{args.threads} intra-op thread(s) for every configuration; no GPU was lent.",
+        "",
+        f"    {cmd}",
+        "",
+        f"Same model size (the nat-* recipe's), same budget: {args.steps} updates each, "
+        f"{args.train_pairs:,} training pairs. NAT decodes with length beam 3 (the recipe's).",
+    ]
+    for task, r in results.items():
+        ar = r["table"]["AR beam 5"]
+        lines += ["", f"## {task} ({r['sentences']} test sentences, CPU)", "",
+                  "| decoder | BLEU | chrF | sentences/s | speed vs AR beam 5 | BLEU vs AR beam 5 |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for name, row in r["table"].items():
+            rel = row["bleu"] / ar["bleu"] if ar["bleu"] else float("nan")
+            lines.append(
+                f"| {name} | {row['bleu']:.1f} | {row['chrf']:.1f} | {row['sent_s']:.1f} | "
+                f"{row['sent_s'] / ar['sent_s']:.2f}x | {rel:.0%} |"
+            )
+        t = r["train_seconds"]
+        lines += ["", "Training wall time (s, incl. tokenizing, encoding, the one validation; "
+                  "NAT distilled incl. distilling): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in t.items())]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-nat"))
+    ap.add_argument("--tasks", default="demo,gettext")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--train-pairs", type=int, default=5000)
+    ap.add_argument("--test-pairs", type=int, default=500)
+    ap.add_argument("--iterations", type=int, nargs="+", default=[1, 4, 10])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/nat.md"))
+    args = ap.parse_args()
+    results = {}
+    for task in args.tasks.split(","):
+        results[task] = run_task(task, args.work, args)
+        (args.work / "nat.json").write_text(json.dumps(results, indent=1))  # after each task
+    cmd = "python " + " ".join(sys.argv)
+    text = markdown(results, args, cmd)
+    print(text)
+    args.results.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
