@@ -5,6 +5,10 @@ the chosen hypothesis (teacher forcing, no cache) with `need_attention=True`, pi
 head (or the mean of the heads) and draws output pieces (rows) against source pieces (columns).
 matplotlib is imported here only, and drawn through its object API on the Agg canvas: no
 display, no global backend.
+
+The title also says how diagonal the picture is (`diagonal_mass`: the share of each output
+row's attention within 0.1 of the diagonal n/T = s/S), the reading that the guided-attention
+loss (`train.guided_attention`, tfcli.training.guided) improves.
 """
 
 from __future__ import annotations
@@ -61,6 +65,16 @@ def select(weights: Tensor, layer: int | None = None, head: int | None = None) -
     return per_layer.mean(0) if head is None else per_layer[head - 1]
 
 
+def diagonal_mass(weights: Tensor, band: float = 0.1) -> float:
+    """weights (T, S), rows distributions -> the mean over rows of the attention mass on the
+    cells with |n/T - s/S| <= band (positions from 0; 1.0 = all of it near the diagonal)."""
+    t, s = weights.shape
+    n = torch.arange(t, dtype=torch.float32)[:, None] / t
+    m = torch.arange(s, dtype=torch.float32)[None, :] / s
+    near = (n - m).abs() <= band  # (T, S)
+    return float((weights.float() * near).sum(-1).mean())
+
+
 def plot_attention(
     weights: Tensor, src_labels: list[str], out_labels: list[str], path: Path, title: str = ""
 ) -> Path:
@@ -110,7 +124,9 @@ def plot_translation(
     src_labels = [src_tok.id_to_token(i) for i in src_ids[:-1]] + ["</s>"]
     out_labels = [tgt_tok.id_to_token(i) for i in out_ids] + ["</s>"]
     shown = f"head {head}" if head else "mean of heads"
+    picked = select(weights, layer, head)
     title = (
-        f"cross-attention, line {translation.index + 1}, layer {layer or weights.shape[0]}, {shown}"
+        f"cross-attention, line {translation.index + 1}, layer {layer or weights.shape[0]}, "
+        f"{shown}; {diagonal_mass(picked):.0%} of it within 0.1 of the diagonal"
     )
-    return plot_attention(select(weights, layer, head), src_labels, out_labels, path, title)
+    return plot_attention(picked, src_labels, out_labels, path, title)

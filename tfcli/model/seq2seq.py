@@ -78,7 +78,13 @@ class EncoderDecoder(nn.Module):
             return self.generator(h), weights
         return self.generator(out)
 
-    def forward(self, src: Tensor, tgt_in: Tensor, select: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        tgt_in: Tensor,
+        select: Tensor | None = None,
+        attention_layers: tuple[int, ...] = (),
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """src (B, S), tgt_in (B, T) -> logits (B, T, V) (teacher forcing).
 
         With `select` only N positions go through the output projection: a (B, T) bool mask
@@ -86,16 +92,24 @@ class EncoderDecoder(nn.Module):
         the host, they cost no device sync). Returns (N, V). Training selects the non-pad
         targets: the projection to the vocabulary is the largest matrix product of the model, and
         token-budget batches hold ~4% padding on the target side.
+
+        With `attention_layers` (decoder layers, from 0) returns (logits, weights): those layers'
+        cross-attention, one (B, H, T, S) each, with gradients (the guided-attention loss).
         """
         memory, src_mask = self.encode(src)
-        if select is None:
+        if select is None and not attention_layers:
             return self.decode(tgt_in, memory, src_mask)  # type: ignore[return-value]
-        h = self.decoder(self.tgt_embed(tgt_in), None, memory=memory, memory_mask=src_mask)
-        if select.dtype == torch.bool:
+        h = self.decoder(
+            self.tgt_embed(tgt_in), None, memory=memory, memory_mask=src_mask,
+            need_weights=attention_layers,
+        )  # fmt: skip
+        h, weights = h if attention_layers else (h, [])
+        if select is not None and select.dtype == torch.bool:
             h = h[select]  # (N, D)
-        else:
+        elif select is not None:
             h = h.flatten(0, 1).index_select(0, select)  # (N, D)
-        return self.generator(h)
+        logits = self.generator(h)
+        return (logits, weights) if attention_layers else logits
 
     def new_cache(self) -> KVCache:
         """An empty cache for incremental `decode`; fill it by decoding from BOS."""

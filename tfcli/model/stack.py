@@ -156,9 +156,12 @@ class TransformerStack(nn.Module):
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cache: KVCache | None = None,
-        need_weights: bool = False,
+        need_weights: bool | tuple[int, ...] = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """x (B, T, D) -> (B, T, D) [, cross-attention weights: one (B, H, T, S) per layer].
+
+        need_weights: True = every layer's weights; a tuple of layer indices (from 0) = only
+        those layers' (the guided-attention loss), the others keep the fused kernel.
 
         pad_mask (B, 1, 1, T): True at real tokens (None = no padding; the decoder passes None:
         targets are right-padded, so under the causal mask no real token sees a pad).
@@ -174,10 +177,11 @@ class TransformerStack(nn.Module):
             mask, is_causal = self.alibi(mask, is_causal, t, offset + t), False
         rotary = self.rotary(t, offset) if self.rotary is not None else None
         weights = []
+        wanted = range(len(self.layers)) if need_weights is True else need_weights or ()
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None
             x, w = layer(
-                x, mask, is_causal, rotary, memory, memory_mask, layer_cache, offset, need_weights
+                x, mask, is_causal, rotary, memory, memory_mask, layer_cache, offset, i in wanted
             )
             if w is not None:
                 weights.append(w)
@@ -185,4 +189,4 @@ class TransformerStack(nn.Module):
             x = self.norm(x)
         if cache is not None:
             cache.advance(t)
-        return (x, weights) if need_weights else x
+        return (x, weights) if need_weights else x  # () = none wanted: plain x

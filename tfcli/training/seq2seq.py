@@ -15,6 +15,11 @@ replaced (scheduled sampling or random tokens); `collate` draws which from (seed
 where `step` is the number of updates done, set by the loop before it collates an update's
 batches. Validation builds its batches itself and is always teacher-forced.
 
+With `train.guided_attention` > 0 (tfcli.training.guided) the model also returns the chosen
+layers' cross-attention and the training loss adds weight * the guided penalty (summed per
+target token like the cross-entropy); the training stats and the validation metrics carry the
+penalty alone as `guided` (validation `loss` stays the plain smoothed cross-entropy).
+
 Validation reports the smoothed loss (comparable to the training loss), the NLL per token, its
 perplexity, and, with `train.eval_bleu`, BLEU and chrF (sacreBLEU) of greedy translations of
 the first `train.eval_max_sentences` validation pairs, detokenized by the target tokenizer. The
@@ -30,11 +35,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tfcli.data.split import TokenBudgetSampler, collate_parallel, parallel_costs
+from tfcli.data.split import (
+    TokenBudgetSampler,
+    collate_parallel,
+    parallel_costs,
+    training_sampler,
+)
 from tfcli.errors import DataError
 from tfcli.recipe.schema import Exposure
 from tfcli.tokenizer.vocab import PAD
 from tfcli.training.exposure import ExposureBias
+from tfcli.training.guided import GuidedAttention
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -117,12 +128,16 @@ class Seq2SeqObjective:
         self.bleu = bool(cfg.eval_bleu and self.valid is not None and tgt_tokenizer is not None)
         self.primary_metric = "bleu" if self.bleu else "loss"
         self.higher_is_better = self.bleu
-        self.sampler = TokenBudgetSampler(parallel_costs(train), cfg.max_tokens, cfg.seed)
+        # corpus weights and BPE-dropout copies, when the split has them (data/split.py)
+        self.sampler = training_sampler(train, cfg.max_tokens, cfg.seed)
         self.step = 0  # updates done; the loop sets it before collating an update's batches
         self.exposure = None  # teacher forcing
         if cfg.exposure is not Exposure.NONE:
             vocab = tgt_tokenizer.get_vocab_size() if tgt_tokenizer is not None else None
             self.exposure = ExposureBias(cfg, vocab)
+        self.guided = None  # train.guided_attention
+        if cfg.guided_attention > 0:
+            self.guided = GuidedAttention(cfg, recipe.model.decoder_layers)
 
     # --- training --------------------------------------------------------------------------
 
@@ -144,9 +159,28 @@ class Seq2SeqObjective:
             tgt_in = self.exposure.decoder_inputs(model, batch)
         # Only the non-pad target positions (`select`, flat indices made by _collate on the host)
         # go through the output projection and the loss.
-        logits = model(batch["src"], tgt_in, batch["select"])  # (N, V); tgt_in = <s> ids
+        guided = self._guided_weight(model)
+        if guided is None:
+            logits = model(batch["src"], tgt_in, batch["select"])  # (N, V); tgt_in = <s> ids
+        else:
+            logits, attn = model(batch["src"], tgt_in, batch["select"], self.guided.layers)
         loss, nll = label_smoothed_nll(logits, batch["target"], self.eps)  # tgt_out = ids </s>
-        return loss, {"tokens": batch["tokens"], "nll": nll, "throughput": batch["throughput"]}
+        stats = {"tokens": batch["tokens"], "nll": nll, "throughput": batch["throughput"]}
+        if guided is not None:
+            penalty = self.guided.penalty(attn, batch["src"], batch["tgt"])
+            stats["guided"] = penalty.detach()
+            loss = loss + guided * penalty if guided > 0 else loss
+        return loss, stats
+
+    def _guided_weight(self, model: torch.nn.Module) -> float | None:
+        """The guided loss's weight for this batch: None = not computed (off, or faded out in
+        training); 0.0 in evaluation, where the penalty is measured but not added."""
+        if self.guided is None:
+            return None
+        if not model.training:
+            return 0.0
+        w = self.guided.weight(self.step)
+        return w if w > 0 else None
 
     # --- validation ------------------------------------------------------------------------
 
@@ -155,16 +189,19 @@ class Seq2SeqObjective:
         if self.valid is None:
             return {}
         device = next(model.parameters()).device
-        loss_sum = nll_sum = tokens = 0.0
+        loss_sum = nll_sum = guided_sum = tokens = 0.0
         costs = parallel_costs(self.valid)
         for idx in TokenBudgetSampler(costs, self.max_tokens, 0, shuffle=False).epoch_batches(0):
             b = _collate(self.valid, idx)
             loss, stats = self.loss(model, {k: _to(v, device) for k, v in b.items()})
             loss_sum += float(loss)
             nll_sum += float(stats["nll"])
+            guided_sum += float(stats.get("guided", 0.0))
             tokens += b["tokens"]
         tokens = max(tokens, 1.0)
         out = {"loss": loss_sum / tokens, "nll": nll_sum / tokens}
+        if self.guided is not None:
+            out["guided"] = guided_sum / tokens  # mean penalty per target token, in [0, 1)
         out["ppl"] = math.exp(min(out["nll"], 50.0))  # capped: a diverged model must not overflow
         if self.bleu:
             out.update(self._bleu(model, device))
