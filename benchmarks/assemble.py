@@ -16,10 +16,14 @@ ORDER = [
     "quality",
     "mlm",
     "decode",
+    "nat",
+    "export",
     "checkpoint",
     "quickstart",
     "attention",
+    "variants",
     "stream",
+    "serve",
     "gpu",
 ]
 

@@ -53,7 +53,23 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "decode",
         "Translate (greedy, beam, sampling) or fill masks; score BLEU/chrF.",
     ),
+    "score": ("tfcli.commands.score", "score", "Score given translations (forced decoding)."),
+    "evaluate": (
+        "tfcli.commands.evaluate",
+        "evaluate",
+        "Loss, perplexity and BLEU/chrF of a test set.",
+    ),
+    "serve": (
+        "tfcli.commands.serve",
+        "serve",
+        "HTTP JSON server: /translate, /fill-mask, /health.",
+    ),
     "average": ("tfcli.commands.average", "average", "Average the weights of several checkpoints."),
+    "export": (
+        "tfcli.commands.export",
+        "export",
+        "Export a checkpoint to HF transformers or CTranslate2 (exact, or refused).",
+    ),
     "recipes": ("tfcli.commands.recipes_cmd", "recipes", "List, show or copy the bundled recipes."),
     "validate": (
         "tfcli.commands.recipes_cmd",

@@ -66,6 +66,15 @@ def assets(tmp_path_factory) -> dict:
         ckpt.save_checkpoint(path, model, meta)
         out[kind] = run
         out[f"{kind}_model"] = model
+    torch.manual_seed(0)  # a non-autoregressive one (mask-predict), the same size
+    nat = ModelSpec.from_dict({**spec.to_dict(), "kind": "seq2seq", "decoder_layers": 2,
+                               "decoder": "non_autoregressive"})  # fmt: skip
+    out["nat_model"] = build_model(nat).eval()
+    ckpt.save_checkpoint(
+        root / "nat.safetensors", out["nat_model"], {**meta, "kind": "seq2seq",
+                                                     "model": nat.to_dict()},
+    )  # fmt: skip
+    out["nat"] = root / "nat.safetensors"
     return out
 
 
@@ -396,3 +405,53 @@ def test_missing_checkpoint_is_one_line(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("Error: no such checkpoint or run directory")
+
+
+def test_mask_predict_is_the_default_for_nat_and_matches_the_library(assets, tmp_path):
+    from tfcli.decoding.mask_predict import MaskPredictTranslator
+    from tfcli.recipe.schema import DecodeConfig, SearchMode
+
+    lines = corpus(9, seed=3)
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(lines) + "\n")
+    res = invoke(assets["nat"], "-i", tmp_path / "in.txt", "--format", "jsonl", "--nbest", "2",
+                 "--iterations", "3", "--length-beam", "2", "--max-tokens", "40")  # fmt: skip
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert "mask-predict" in res.stderr and [r["line"] for r in records] == list(range(1, 10))
+    cfg = DecodeConfig(mode=SearchMode.MASK_PREDICT, iterations=3, length_beam=2, nbest=2,
+                       max_len_a=1.0, max_len_b=3)  # fmt: skip
+    tr = MaskPredictTranslator(assets["nat_model"], assets["tok"], assets["tok"], cfg)
+    expected = tr.translate_chunk(lines)
+    assert [[h["ids"] for h in r["hypotheses"]] for r in records] == [
+        [h.tokens for h in t.hypotheses] for t in expected
+    ]
+    scored = invoke(assets["nat"], "-i", tmp_path / "in.txt", "--reference", tmp_path / "ref.txt",
+                    "--json", "--iterations", "1")  # fmt: skip
+    summary = json.loads(scored.stdout)
+    assert summary["mode"] == "mask-predict" and "bleu" in summary and summary["sentences"] == 9
+    (tmp_path / "len.txt").write_text("\n".join(str(i % 4 + 1) for i in range(9)) + "\n")
+    fixed = invoke(assets["nat"], "-i", tmp_path / "in.txt", "--lengths", tmp_path / "len.txt",
+                   "--format", "jsonl")  # fmt: skip
+    got = [len(json.loads(line)["hypotheses"][0]["ids"]) for line in fixed.stdout.splitlines()]
+    assert got == [i % 4 + 1 for i in range(9)]
+
+
+@pytest.mark.parametrize(
+    ("which", "args", "message"),
+    [
+        ("nat", ["--mode", "beam"], "--mode beam: this checkpoint is non-autoregressive"),
+        ("nat", ["--mode", "greedy"], "decodes every token at once with --mode mask-predict"),
+        ("nat", ["--beam", "4"], "--beam is not a mask-predict setting"),
+        ("nat", ["--attention", "a.png"], "--attention is not a mask-predict setting"),
+        ("nat", ["--nbest", "3", "--length-beam", "2"], "exceeds the 2 length candidate(s)"),
+        ("nat", ["--length-ratio", "1.2", "--nbest", "2"], "exceeds the 1 length candidate(s)"),
+        ("nat", ["--lengths", "nope.txt"], "--lengths nope.txt: no such file"),
+        ("seq2seq", ["--mode", "mask-predict"], "needs a non-autoregressive checkpoint"),
+        ("seq2seq", ["--iterations", "4"], "--iterations is a mask-predict setting"),
+        ("mlm", ["--iterations", "4"], "--iterations is a translation search setting"),
+    ],
+)
+def test_decoder_kind_refusals_are_one_line(assets, which, args, message, tmp_path):
+    result = CliRunner().invoke(cli, ["decode", str(assets[which]), *args], input="a cat\n")
+    assert result.exit_code != 0
+    assert message in str(result.exception) and "\n" not in str(result.exception)

@@ -22,7 +22,11 @@ _FLAG_KEYS = {  # CLI flag -> decode.<key> in the recipe
     "max_len_a": "max_len_a", "max_len_b": "max_len_b", "min_len": "min_len", "nbest": "nbest",
     "no_repeat_ngram": "no_repeat_ngram", "temperature": "temperature", "top_k": "top_k",
     "top_p": "top_p", "seed": "seed", "max_tokens": "max_tokens", "topk": "topk_fill",
+    "iterations": "iterations", "length_beam": "length_beam", "length": "length",
+    "length_ratio": "length_ratio",
 }  # fmt: skip
+_AR_ONLY = ("beam_size", "length_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p")
+_NAT_ONLY = ("iterations", "length_beam", "length", "length_ratio", "lengths")
 _FILL_MASK_FLAGS = ("mode", "max_tokens", "topk")  # the rest only steer a translation search
 
 
@@ -30,7 +34,12 @@ def _options(func: Any) -> Any:
     opts = [
         click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False, path_type=Path), help="Read sentences from FILE (.gz ok), one per line; default stdin (a terminal: interactive)."),
         click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write hypotheses to FILE (atomically) instead of stdout."),
-        click.option("--mode", type=click.Choice([*SEQ2SEQ_MODES, "fill-mask"]), help="Search: greedy | beam | sample (seq2seq); fill-mask (MLM, the default there)."),
+        click.option("--mode", type=click.Choice([*SEQ2SEQ_MODES, "fill-mask"]), help="Search: greedy | beam | sample (seq2seq); mask-predict (non-autoregressive checkpoints, the default there); fill-mask (MLM, the default there)."),
+        click.option("--iterations", type=click.IntRange(min=1), help="Mask-predict: refinement passes T (1 = one-shot), e.g. --iterations 4."),
+        click.option("--length-beam", type=click.IntRange(min=1), help="Mask-predict: the L most likely lengths decoded side by side; the best mean log-probability wins."),
+        click.option("--length", type=click.Choice(["predict", "truncate"]), help="Mask-predict: predict (the length predictor) | truncate (decode at the maximum length, cut at the first </s>)."),
+        click.option("--length-ratio", type=click.FloatRange(min=0.0, min_open=True), help="Mask-predict: output length = round(R * source subwords), e.g. --length-ratio 1.2."),
+        click.option("--lengths", type=click.Path(dir_okay=False, path_type=Path), help="Mask-predict: FILE with the exact output length (subwords) of each input line, one integer a line."),
         click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam width."),
         click.option("--length-penalty", type=float, help="Rank finished hypotheses by score / length**alpha."),
         click.option("--max-len-a", type=float, help="Max output length = a * source length + b."),
@@ -46,10 +55,13 @@ def _options(func: Any) -> Any:
         click.option("--topk", type=click.IntRange(min=1), help="Fill-mask: candidates shown per <mask>."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True, help="auto: CUDA (bf16 autocast), then MPS, then CPU."),
         click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice, one per core); 1 is often faster on a busy machine."),
+        click.option("--engine", type=click.Choice(["torch", "ctranslate2"]), default="torch", show_default=True, help="ctranslate2: search with CTranslate2 on a `tfcli export --to ctranslate2` directory, or on a checkpoint converted once into a cache (pip install 'tfcli[export]')."),
+        click.option("--quantization", type=click.Choice(["int8", "int16", "float16", "bfloat16", "float32"]), help="--engine ctranslate2: weight type (default float32 for a checkpoint, the export's own for an export dir); int8 is the fast CPU choice."),
         click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True, help="text: plain lines; jsonl: hypotheses, scores and pieces per sentence."),
         click.option("--reference", type=click.Path(dir_okay=False, path_type=Path), help="Score the (best) hypotheses against FILE with sacreBLEU BLEU and chrF."),
         click.option("--json", "as_json", is_flag=True, help="Print scores and speed as one JSON object on stdout, instead of the hypotheses (keep those with --output)."),
         click.option("--attention", type=click.Path(dir_okay=False, path_type=Path), help="Draw the cross-attention of one sentence to FILE.png."),
+        click.option("--constraints", type=click.Path(dir_okay=False, path_type=Path), help="Beam: phrases each output must contain, one line per input line: tab-separated (FILE.jsonl: a JSON list of strings); empty line = none."),
         click.option("--attention-line", type=click.IntRange(min=1), default=1, show_default=True, help="Which input line --attention draws (1 = first)."),
         click.option("--layer", type=click.IntRange(min=1), help="--attention: decoder layer (1 = first; default the last)."),
         click.option("--head", type=click.IntRange(min=1), help="--attention: head (default the mean of all heads)."),
@@ -59,15 +71,21 @@ def _options(func: Any) -> Any:
     ]  # fmt: skip
     for opt in reversed(opts):
         func = opt(func)
-    return click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT")(func)
+    return click.argument(
+        "checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path),
+        metavar="CHECKPOINT...",
+    )(func)  # fmt: skip
 
 
 @click.command()
 @_options
-def decode(checkpoint: Path, **opts: Any) -> None:
+def decode(checkpoints: tuple[Path, ...], **opts: Any) -> None:
     """Translate sentences with a trained checkpoint, or fill <mask> tokens with an MLM one.
 
-    CHECKPOINT is a .safetensors file or a run directory (its best checkpoint). Input is read in
+    CHECKPOINT is a .safetensors file or a run directory (its best checkpoint). Several seq2seq
+    checkpoints (same tokenizers; sizes may differ) decode as one ensemble: at every step the
+    log of their mean token probability (fairseq's EnsembleModel); settings come from the
+    first. Input is read in
     chunks, each sorted by length and batched by --max-tokens; output keeps the input order and
     starts before the whole input is read. Decode settings come from the checkpoint's recipe;
     --recipe, --set decode.KEY=VALUE and flags override them (flags win).
@@ -85,20 +103,34 @@ def decode(checkpoint: Path, **opts: Any) -> None:
       tfcli decode runs/demo-tiny -i test.src --format jsonl --nbest 4 --beam 4
       tfcli decode runs/demo-tiny -i test.src -o hyps.txt --reference test.tgt --json
       tfcli decode runs/demo-tiny -i test.src --attention attn.png --attention-line 3
+      tfcli decode runs/a runs/b runs/c -i test.src -o hyps.txt     # an ensemble of three
+      tfcli decode runs/demo-tiny -i test.src --constraints terms.tsv  # must-have phrases
       echo "the cat <mask> on the mat" | tfcli decode runs/bert-mini
       tfcli decode runs/demo-tiny                  # on a terminal: type a sentence, Ctrl-D ends
+      tfcli decode runs/nat-demo -i test.src --iterations 4 --length-beam 3   # mask-predict
+      tfcli decode runs/nat-demo -i test.src --length-ratio 1.1 --iterations 10
+      tfcli decode runs/demo-tiny -i test.src --engine ctranslate2 --quantization int8
     """
+    if opts["engine"] == "ctranslate2" or opts["quantization"] is not None:
+        return _decode_ctranslate2(checkpoints, opts)
+    from tfcli.decoding.ctranslate2_engine import refuse_export_for_torch
+
+    refuse_export_for_torch(checkpoints)
     from tfcli.checkpoints import files as ckpt
     from tfcli.checkpoints import steps as run_checkpoints
+    from tfcli.decoding.ensemble import check_members, load_members
     from tfcli.decoding.inputs import read_lines
     from tfcli.decoding.metrics import check_reference
 
-    path = run_checkpoints.resolve_checkpoint(checkpoint)
+    paths = [run_checkpoints.resolve_checkpoint(c) for c in checkpoints]
+    check_members(paths, [ckpt.read_meta(p) for p in paths], attention=opts["attention"])
+    path = paths[0]
     meta = ckpt.read_meta(path)
     kind = meta.get("kind", "seq2seq")
     opts["fmt"] = OutputFormat(opts["fmt"])
     cfg = _decode_settings(meta, opts)
     mode = _check_request(kind, cfg, opts)
+    _check_decoder(meta, cfg, {**opts, "checkpoints": paths})
     if opts["reference"] is not None:
         check_reference(opts["reference"], opts["input_path"])
     lines = read_lines(opts["input_path"])
@@ -109,13 +141,20 @@ def decode(checkpoint: Path, **opts: Any) -> None:
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
     device = pick_device(opts["device"], setting="--device")
-    model, meta = ckpt.load_model(path, device)
+    model, meta = load_members(paths, device)
     toks = ckpt.load_tokenizers(meta)
-    console.step(f"decode: {path} ({kind}, {mode}, {device.type})")
+    names = " + ".join(str(p) for p in paths)
+    console.step(f"decode: {names} ({kind}, {mode}, {device.type})")
     if mode == "fill-mask":
-        _run_fill(model, toks["src"], cfg, lines, opts, str(path))
+        _run_fill(model, toks["src"], cfg, lines, opts, names)
     else:
-        _run_translate(model, toks, cfg, lines, opts, str(path))
+        translator = None
+        if mode == SearchMode.MASK_PREDICT.value:
+            from tfcli.decoding.mask_predict import MaskPredictTranslator, read_lengths
+
+            lengths = read_lengths(opts["lengths"]) if opts["lengths"] is not None else None
+            translator = MaskPredictTranslator(model, toks["src"], toks["tgt"], cfg, lengths)
+        _run_translate(model, toks, cfg, lines, opts, names, translator)
 
 
 def _decode_settings(meta: dict, opts: dict) -> DecodeConfig:
@@ -129,6 +168,7 @@ def _decode_settings(meta: dict, opts: dict) -> DecodeConfig:
     section = {k: v for k, v in embedded.items() if k in known}  # tolerate older recipes
     if opts["recipe"]:
         section.update(loader.read_raw(loader.resolve_path(opts["recipe"])).get("decode") or {})
+    section["mode"] = _default_mode(meta, section.get("mode"))
     for text in opts["overrides"]:
         if not text.startswith("decode."):
             raise TfcliError(f"--set {text}: decode only takes decode.KEY=VALUE settings")
@@ -140,6 +180,68 @@ def _decode_settings(meta: dict, opts: dict) -> DecodeConfig:
     return loader.from_dict(raw, "decode settings").decode
 
 
+def _non_autoregressive(meta: dict) -> bool:
+    return (meta.get("model") or {}).get("decoder") == "non_autoregressive"
+
+
+def _default_mode(meta: dict, mode: Any) -> Any:
+    """A recipe's mode unless the checkpoint's decoder cannot run it: a non-autoregressive
+    checkpoint decodes with mask-predict, an autoregressive one never does (beam instead).
+    Flags and --set still ask for what they ask (and _check_decoder refuses mismatches)."""
+    if meta.get("kind", "seq2seq") != "seq2seq":
+        return mode
+    if _non_autoregressive(meta):
+        return SearchMode.MASK_PREDICT.value
+    return SearchMode.BEAM.value if mode == SearchMode.MASK_PREDICT.value else mode
+
+
+def _check_decoder(meta: dict, cfg: DecodeConfig, opts: dict, engine: str = "torch") -> None:
+    """One line for a search or setting the checkpoint's decoder kind cannot use."""
+    if meta.get("kind", "seq2seq") != "seq2seq":
+        return
+    given = lambda names: [n for n in names if opts.get(n) is not None]  # noqa: E731
+    flag = lambda n: "--" + n.replace("_size", "").replace("_", "-")  # noqa: E731
+    mask_predict = cfg.mode is SearchMode.MASK_PREDICT
+    if not _non_autoregressive(meta):
+        if mask_predict:
+            raise CheckpointError(
+                "--mode mask-predict needs a non-autoregressive checkpoint (model.decoder: "
+                "non_autoregressive); this one is autoregressive: use --mode beam, greedy or sample"
+            )
+        if given(_NAT_ONLY):
+            raise TfcliError(
+                f"{flag(given(_NAT_ONLY)[0])} is a mask-predict setting; this checkpoint is "
+                "autoregressive (use --beam, --max-len-a/-b to steer its search)"
+            )
+        return
+    if not mask_predict:
+        raise CheckpointError(
+            f"--mode {cfg.mode.value}: this checkpoint is non-autoregressive (model.decoder: "
+            "non_autoregressive); it decodes every token at once with --mode mask-predict"
+        )
+    refused = given(_AR_ONLY) + [n for n in ("attention", "constraints") if opts.get(n)]
+    if len(opts.get("checkpoints") or ()) > 1:
+        raise TfcliError("mask-predict decodes one non-autoregressive checkpoint, not an ensemble")
+    if engine != "torch":
+        raise TfcliError(f"--engine {engine} has no mask-predict search; use --engine torch")
+    if refused:
+        raise TfcliError(
+            f"{flag(refused[0])} is not a mask-predict setting (its settings: --iterations, "
+            "--length-beam, --length, --length-ratio, --lengths)"
+        )
+    fixed = opts.get("lengths") is not None or cfg.length_ratio > 0 or cfg.length.value != "predict"
+    if opts.get("lengths") is not None and (cfg.length_ratio > 0 or cfg.length.value != "predict"):
+        raise TfcliError("--lengths fixes every length; drop --length-ratio / --length truncate")
+    if opts.get("lengths") is not None and not Path(opts["lengths"]).is_file():
+        raise DataError(f"--lengths {opts['lengths']}: no such file (one length per input line)")
+    most = 1 if fixed else cfg.length_beam
+    if cfg.nbest > most:
+        raise TfcliError(
+            f"--nbest {cfg.nbest} exceeds the {most} length candidate(s) mask-predict decodes; "
+            "raise --length-beam (with predicted lengths)"
+        )
+
+
 def _check_request(kind: str, cfg: DecodeConfig, opts: dict) -> str:
     """The mode to run; one clear line for what this checkpoint or setting cannot do."""
     asked = opts["mode"]
@@ -149,7 +251,7 @@ def _check_request(kind: str, cfg: DecodeConfig, opts: dict) -> str:
                 f"--mode {asked}: this is a masked-LM checkpoint, it can only fill <mask> tokens; "
                 "translation needs a seq2seq checkpoint (tfcli train)"
             )
-        for flag in ("reference", "attention"):
+        for flag in ("reference", "attention", "constraints"):
             if opts[flag] is not None:
                 raise CheckpointError(
                     f"--{flag} needs a seq2seq checkpoint; this one is a masked LM"
@@ -171,6 +273,8 @@ def _check_request(kind: str, cfg: DecodeConfig, opts: dict) -> str:
         raise TfcliError(
             f"--nbest {cfg.nbest} needs --mode beam or sample; greedy gives one output"
         )
+    if opts["constraints"] is not None and cfg.mode is not SearchMode.BEAM:
+        raise TfcliError(f"--constraints needs --mode beam (dynamic beam allocation), not {mode}")
     if cfg.mode is SearchMode.BEAM and cfg.nbest > cfg.beam_size:
         raise TfcliError(f"--nbest {cfg.nbest} exceeds the beam ({cfg.beam_size}); raise --beam")
     if opts["as_json"] and opts["fmt"] is OutputFormat.JSONL and opts["output"] is None:
@@ -179,9 +283,16 @@ def _check_request(kind: str, cfg: DecodeConfig, opts: dict) -> str:
 
 
 def _run_translate(
-    model: Any, toks: dict, cfg: DecodeConfig, lines: Iterator[str], opts: dict, name: str
+    model: Any,
+    toks: dict,
+    cfg: DecodeConfig,
+    lines: Iterator[str],
+    opts: dict,
+    name: str,
+    translator: Any = None,
 ) -> None:
     from tfcli.decoding.attention_plot import check_layer_head, plot_translation
+    from tfcli.decoding.constraints import ConstraintFile
     from tfcli.decoding.inputs import is_interactive
     from tfcli.decoding.metrics import score_reference
     from tfcli.decoding.outputs import sink, translation_lines
@@ -191,14 +302,17 @@ def _run_translate(
     if opts["attention"] is not None:  # before decoding: a typo costs no decoding time
         spec = model.spec
         check_layer_head(spec.decoder_layers, spec.n_heads, opts["layer"], opts["head"])
-    translator = Translator(model, toks["src"], toks["tgt"], cfg)
+    if translator is None:
+        translator = Translator(model, toks["src"], toks["tgt"], cfg)
+    cons = ConstraintFile(opts["constraints"]) if opts["constraints"] is not None else None
     interactive = is_interactive(opts["input_path"])
     best: list[str] = []
     picked = None  # the Translation of the --attention line
     start = 0
     with sink(opts["output"], opts["as_json"]) as out:
         for chunk in iter_chunks(lines, 1 if interactive else opts["chunk_size"]):
-            results = translator.translate_chunk(chunk, start)
+            phrases = cons.take(len(chunk)) if cons is not None else None
+            results = translator.translate_chunk(chunk, start, phrases)
             start += len(chunk)
             if out is not None:
                 out.write(
@@ -210,6 +324,8 @@ def _run_translate(
             if opts["reference"] is not None:
                 best.extend(r.texts[0] for r in results)
             picked = next((r for r in results if r.index == opts["attention_line"] - 1), picked)
+        if cons is not None:  # inside the sink: a mismatch leaves no output file
+            cons.check_exhausted()
     summary = translator.stats.summary(name, cfg.mode.value)
     if opts["reference"] is not None:
         summary.update(score_reference(best, opts["reference"]))
@@ -266,3 +382,23 @@ def _run_fill(
                 out.flush()
     summary = filler.stats.summary(name, "fill-mask")
     _report(summary, filler.stats.truncated, opts["as_json"], interactive)
+
+
+def _decode_ctranslate2(checkpoints: tuple[Path, ...], opts: dict) -> None:
+    """--engine ctranslate2: an export dir, or one checkpoint converted once into the cache."""
+    from tfcli.decoding import ctranslate2_engine as ct2
+    from tfcli.decoding.inputs import read_lines
+    from tfcli.decoding.metrics import check_reference
+
+    source, meta = ct2.engine_input(checkpoints, opts)
+    opts["fmt"] = OutputFormat(opts["fmt"])
+    cfg = _decode_settings(meta, opts)
+    mode = _check_request(meta.get("kind", "seq2seq"), cfg, opts)
+    _check_decoder(meta, cfg, opts, engine="ctranslate2")
+    if opts["reference"] is not None:
+        check_reference(opts["reference"], opts["input_path"])
+    lines = read_lines(opts["input_path"])
+    translator = ct2.open_engine(source, meta, cfg, opts)
+    console.step(f"decode: {source} (seq2seq, {mode}, ctranslate2 {translator.device})")
+    toks = {"src": translator.src_tok, "tgt": translator.tgt_tok}
+    _run_translate(None, toks, cfg, lines, opts, str(source), translator)

@@ -15,4 +15,8 @@ See docs/ARCHITECTURE.md for the model API it relies on.
     outputs.py         text / jsonl records and the --output sink (written atomically)
     metrics.py         sacreBLEU BLEU and chrF, against lists or a reference file
     attention_plot.py  cross-attention heatmaps of one translated line
+    ensemble.py        several models searched as one (log of the mean probability per step)
+    constraints.py     lexically constrained beam search (dynamic beam allocation), --constraints
+    scoring.py         forced decoding: log-probabilities of given translations, perplexity
+    mlm_scoring.py     masked-LM masked accuracy and pseudo-perplexity
 """

@@ -17,10 +17,12 @@ import torch
 from torch import Tensor
 
 from tfcli.decoding.beam import beam_search
+from tfcli.decoding.constraints import Phrases, tokenize_constraints
 from tfcli.decoding.fill_mask import fill_mask
 from tfcli.decoding.greedy import greedy_hypotheses
 from tfcli.decoding.sampling import sample_hypotheses
-from tfcli.decoding.search import Hypothesis, max_positions, model_device
+from tfcli.decoding.search import Hypothesis, max_lengths, max_positions, model_device
+from tfcli.errors import DataError
 from tfcli.recipe.schema import DecodeConfig, SearchMode
 from tfcli.textio import iter_chunks
 from tfcli.tokenizer.vocab import BOS, EOS, MASK, PAD
@@ -102,6 +104,41 @@ def pad_batch(rows: list[list[int]], device: torch.device) -> Tensor:
 _UNLIMITED = 1 << 30  # a model without a position limit
 
 
+def encode_sources(tok, lines: list[str], limit: int, stats: Stats) -> list[list[int]]:
+    """ids + [</s>] per line, cut to `limit` ids before the </s> (each cut counted in
+    `stats.truncated`): what every translation engine feeds its encoder."""
+    out = []
+    for enc in tok.encode_batch(lines):
+        ids = enc.ids
+        if len(ids) > limit:
+            stats.truncated += 1
+            ids = ids[:limit]
+        out.append([*ids, EOS])
+    return out
+
+
+def collect(
+    lines: list[str],
+    start: int,
+    src_ids: list[list[int]],
+    hyps: list[list[Hypothesis]],
+    tgt_tok,
+    stats: Stats,
+) -> list[Translation]:
+    """The Translations of one chunk in input order, every hypothesis detokenized in one batch;
+    counts sentences and best-hypothesis tokens (</s> included) in `stats`."""
+    ids = [h.tokens for hs in hyps for h in hs]
+    texts = iter(tgt_tok.decode_batch(ids)) if ids else iter(())
+    out = []
+    for i, line in enumerate(lines):
+        out.append(
+            Translation(start + i, line, src_ids[i], hyps[i], [next(texts) for _ in hyps[i]])
+        )
+        stats.sentences += 1
+        stats.output_tokens += len(hyps[i][0].tokens) + 1
+    return out
+
+
 class Translator:
     """A seq2seq model, its tokenizers and the decode settings, ready to translate lines."""
 
@@ -118,52 +155,97 @@ class Translator:
             return self.cfg.beam_size
         return self.cfg.nbest if self.cfg.mode is SearchMode.SAMPLE else 1
 
-    def translate(self, lines: Iterable[str], chunk_size: int = 2000) -> Iterator[Translation]:
-        """Translations of `lines`, in input order, produced chunk by chunk."""
+    def translate(
+        self,
+        lines: Iterable[str],
+        chunk_size: int = 2000,
+        constraints: Iterable[list[str]] | None = None,
+    ) -> Iterator[Translation]:
+        """Translations of `lines`, in input order, produced chunk by chunk; `constraints` gives
+        each line's phrases (beam search only; see `translate_chunk`)."""
         start = 0
+        phrases = iter(constraints) if constraints is not None else None
         for chunk in iter_chunks(lines, chunk_size):
-            yield from self.translate_chunk(chunk, start)
+            cons = [next(phrases, []) for _ in chunk] if phrases is not None else None
+            yield from self.translate_chunk(chunk, start, cons)
             start += len(chunk)
 
     def encode(self, lines: list[str]) -> list[list[int]]:
         """ids + [</s>] per line, cut to the model's positions (counted in stats.truncated)."""
-        limit = (max_positions(self.model) or _UNLIMITED) - 1
-        out = []
-        for enc in self.src_tok.encode_batch(lines):
-            ids = enc.ids
-            if len(ids) > limit:
-                self.stats.truncated += 1
-                ids = ids[:limit]
-            out.append([*ids, EOS])
-        return out
+        return encode_sources(
+            self.src_tok, lines, (max_positions(self.model) or _UNLIMITED) - 1, self.stats
+        )
 
-    def translate_chunk(self, lines: list[str], start: int = 0) -> list[Translation]:
-        """Translations of `lines` (input order); `start` is the index of the first line."""
+    def translate_chunk(
+        self, lines: list[str], start: int = 0, constraints: list[list[str]] | None = None
+    ) -> list[Translation]:
+        """Translations of `lines` (input order); `start` is the index of the first line.
+
+        `constraints[i]` lists phrases (target text) line i's output must contain (beam search
+        only; [] = unconstrained); a line whose output limit is shorter than its constraints is
+        one DataError before anything is decoded.
+        """
         began = perf_counter()
         src_ids = self.encode(lines)
         hyps: list[list[Hypothesis]] = [[Hypothesis([], 0.0)] for _ in lines]
         real = [i for i, line in enumerate(lines) if line.strip()]  # blank in, blank out
+        phrases = self._phrases(constraints, src_ids, real, start)
         for batch in token_batches(
             [len(src_ids[i]) * self.rows_per_sentence for i in real], self.cfg.max_tokens
         ):
             rows = [real[j] for j in batch]
             src = pad_batch([src_ids[i] for i in rows], self.device)
-            for i, h in zip(rows, self.search(src), strict=True):
+            cons = [phrases[i] for i in rows] if phrases is not None else None
+            for i, h in zip(rows, self.search(src, cons), strict=True):
+                if not h:
+                    raise DataError(
+                        f"line {start + i + 1}: no output within the length limit contains "
+                        "every constraint; raise --max-len-b or --beam, or shorten them"
+                    )
                 hyps[i] = h
-        ids = [h.tokens for hs in hyps for h in hs]
-        texts = iter(self.tgt_tok.decode_batch(ids)) if ids else iter(())
-        out = []
-        for i, line in enumerate(lines):
-            out.append(
-                Translation(start + i, line, src_ids[i], hyps[i], [next(texts) for _ in hyps[i]])
-            )
-            self.stats.sentences += 1
-            self.stats.output_tokens += len(hyps[i][0].tokens) + 1
+        out = collect(lines, start, src_ids, hyps, self.tgt_tok, self.stats)
         self.stats.seconds += perf_counter() - began
         return out
 
-    def search(self, src: Tensor) -> list[list[Hypothesis]]:
-        """src (B, S) -> per sentence its hypotheses, best first, with the configured search."""
+    def _phrases(
+        self,
+        constraints: list[list[str]] | None,
+        src_ids: list[list[int]],
+        real: list[int],
+        start: int,
+    ) -> list[Phrases] | None:
+        """Target ids of each line's constraints (None when no line has any), checked against
+        the line's output limit."""
+        if constraints is None or not any(constraints[i] for i in real):
+            return None
+        if self.cfg.mode is not SearchMode.BEAM:
+            raise DataError(f"constraints need --mode beam, not {self.cfg.mode.value}")
+        if len(constraints) != len(src_ids):
+            raise ValueError(f"{len(constraints)} constraint lists for {len(src_ids)} lines")
+        c = self.cfg
+        out = [
+            tokenize_constraints(cons, self.tgt_tok, f"constraints of line {start + i + 1}")
+            for i, cons in enumerate(constraints)
+        ]
+        limits = max_lengths(
+            self.model, pad_batch([src_ids[i] for i in real], torch.device("cpu")),
+            c.max_len_a, c.max_len_b, c.min_len,
+        ).tolist()  # fmt: skip
+        for i, limit in zip(real, limits, strict=True):
+            need = sum(len(p) for p in out[i])
+            if need > limit:
+                raise DataError(
+                    f"line {start + i + 1}: its constraints are {need} tokens but its output "
+                    f"limit is {limit} (max_len_a * source length + max_len_b); raise "
+                    "--max-len-b or shorten them"
+                )
+        return out
+
+    def search(
+        self, src: Tensor, constraints: list[Phrases] | None = None
+    ) -> list[list[Hypothesis]]:
+        """src (B, S) -> per sentence its hypotheses, best first, with the configured search;
+        `constraints` (beam only) gives each sentence's phrases."""
         c = self.cfg
         common = dict(
             max_len_a=c.max_len_a, max_len_b=c.max_len_b, min_len=c.min_len,
@@ -172,7 +254,7 @@ class Translator:
         if c.mode is SearchMode.BEAM:
             return beam_search(
                 self.model, src, beam_size=c.beam_size, length_penalty=c.length_penalty,
-                nbest=c.nbest, **common,
+                nbest=c.nbest, constraints=constraints, **common,
             )  # fmt: skip
         if c.mode is SearchMode.GREEDY:
             return [[h] for h in greedy_hypotheses(self.model, src, **common)]

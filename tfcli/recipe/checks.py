@@ -16,7 +16,7 @@ POSITIVE = (
     "tokenizer.vocab_size", "optim.eps", "train.max_tokens", "train.accumulate",
     "train.eval_every", "train.log_every", "train.max_nan_steps", "mlm.block_size",
     "mlm.batch_size", "decode.beam_size", "decode.nbest", "decode.max_tokens", "decode.topk_fill",
-    "optim.lr", "decode.temperature",
+    "optim.lr", "decode.temperature", "decode.iterations", "decode.length_beam",
 )  # fmt: skip
 NOT_NEGATIVE = (
     "data.min_len", "data.max_len", "data.max_len_ratio", "tokenizer.min_frequency",
@@ -24,7 +24,8 @@ NOT_NEGATIVE = (
     "optim.clip_norm", "train.max_steps", "train.max_epochs", "train.max_minutes",
     "train.patience", "train.eval_max_sentences", "train.save_every", "train.keep_last",
     "decode.max_len_a", "decode.max_len_b", "decode.min_len", "decode.no_repeat_ngram",
-    "decode.top_k", "train.exposure_warmup",
+    "decode.top_k", "train.exposure_warmup", "train.guided_attention",
+    "train.guided_attention_decay", "train.length_loss_weight", "decode.length_ratio",
 )  # fmt: skip
 
 
@@ -68,6 +69,9 @@ def _other_problems(r: Recipe) -> list[str]:
         p.append(f"train.label_smoothing: must be in [0, 1), got {r.train.label_smoothing}")
     if not 0.0 <= r.train.exposure_prob <= 1.0:
         p.append(f"train.exposure_prob: must be in [0, 1], got {r.train.exposure_prob}")
+    p += _guided_problems(r)
+    p += _corpus_problems(r)
+    p += _nat_problems(r)
     if len(r.optim.betas) != 2:
         p.append(f"optim.betas: expected two numbers, got {r.optim.betas}")
     if not 0.0 < r.mlm.mask_prob < 1.0:
@@ -82,4 +86,70 @@ def _other_problems(r: Recipe) -> list[str]:
         p.append(f"decode.top_p: must be in (0, 1], got {r.decode.top_p}")
     if len(r.data.src) != len(r.data.tgt) and r.data.src and r.data.tgt:
         p.append(f"data.src has {len(r.data.src)} entries but data.tgt has {len(r.data.tgt)}")
+    return p
+
+
+def _guided_problems(r: Recipe) -> list[str]:
+    """train.guided_attention_*: a positive width, layers that exist in the decoder."""
+    if r.train.guided_attention <= 0:
+        return []
+    p, n = [], r.model.decoder_layers
+    if r.train.guided_attention_width <= 0:
+        p.append(f"train.guided_attention_width: must be > 0, got {r.train.guided_attention_width}")
+    layers = r.train.guided_attention_layers
+    bad = [i for i in layers if not (1 <= i <= n or -n <= i <= -1)]
+    if not layers or bad:
+        p.append(
+            f"train.guided_attention_layers: decoder layers 1..{n} (or -1..-{n} from the last), "
+            f"got {layers}"
+        )
+    elif len({i - 1 if i > 0 else n + i for i in layers}) != len(layers):
+        p.append(f"train.guided_attention_layers: names a layer twice: {layers}")
+    return p
+
+
+def _nat_problems(r: Recipe) -> list[str]:
+    """model.decoder: non_autoregressive trains as a conditional masked LM: no decoder feeds on
+    its own previous outputs, so the exposure-bias remedies have nothing to act on."""
+    if r.model.decoder.value != "non_autoregressive":
+        return []
+    p = []
+    if r.train.exposure.value != "none":
+        p.append(
+            f"train.exposure: {r.train.exposure.value} feeds an autoregressive decoder its own "
+            "outputs; model.decoder: non_autoregressive has none (set train.exposure: none)"
+        )
+    if getattr(r.train, "guided_attention", 0) > 0:
+        p.append(
+            "train.guided_attention: guides the teacher-forced decoder's cross-attention; the "
+            "non-autoregressive objective does not apply it (set train.guided_attention: 0)"
+        )
+    return p
+
+
+def _corpus_problems(r: Recipe) -> list[str]:
+    """data.weights (one positive weight per data.src entry), data.bpe_dropout (a BPE
+    vocabulary, a probability) and train.init_from (not beside model.init_encoder_from)."""
+    d, p = r.data, []
+    if d.weights and len(d.weights) != len(d.src):
+        p.append(
+            f"data.weights: one weight per data.src entry, got {len(d.weights)} weights for "
+            f"{len(d.src)} entries"
+        )
+    if any(w <= 0 for w in d.weights):
+        p.append(f"data.weights: every weight must be > 0, got {d.weights}")
+    if not 0.0 <= d.bpe_dropout < 1.0:
+        p.append(f"data.bpe_dropout: must be in [0, 1), got {d.bpe_dropout}")
+    if d.bpe_dropout_copies < 1:
+        p.append(f"data.bpe_dropout_copies: must be >= 1, got {d.bpe_dropout_copies}")
+    if d.bpe_dropout > 0 and r.tokenizer.type.value != "bpe" and not r.tokenizer.path:
+        p.append(
+            f"data.bpe_dropout: needs a BPE vocabulary (tokenizer.type: bpe), got "
+            f"{r.tokenizer.type.value}"
+        )
+    if r.train.init_from and r.model.init_encoder_from:
+        p.append(
+            "train.init_from: loads every weight, so model.init_encoder_from has nothing left "
+            "to initialise; set one of them"
+        )
     return p

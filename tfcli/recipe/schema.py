@@ -70,6 +70,12 @@ class SearchMode(str, enum.Enum):
     GREEDY = "greedy"
     BEAM = "beam"
     SAMPLE = "sample"
+    MASK_PREDICT = "mask-predict"  # non-autoregressive checkpoints (decoding/mask_predict.py)
+
+
+class NatLength(str, enum.Enum):
+    PREDICT = "predict"  # the length predictor's length_beam most likely lengths
+    TRUNCATE = "truncate"  # decode at the maximum length, cut at the first </s>
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -90,6 +96,25 @@ class DataConfig:
     min_len: int = knob(1, "drop examples with fewer tokens than this (either side)")
     max_len: int = knob(256, "drop examples with more tokens than this (either side)")
     max_len_ratio: float = knob(0.0, "drop pairs whose length ratio exceeds this; 0 = off")
+    distill_from: str | None = knob(
+        None,
+        "knowledge distillation: this (autoregressive) checkpoint translates data.src with beam "
+        "search and training uses its outputs as targets (cached in run_dir/distill/)",
+    )
+    weights: list[float] = knob(
+        [],
+        "one weight per data.src/data.tgt entry: a pair of that corpus is drawn this many times "
+        "per epoch on average (5 = oversampled 5x, 0.5 = half of it; fairseq --upsample-primary); "
+        "[] = 1 each",
+    )
+    bpe_dropout: float = knob(
+        0.0,
+        "BPE-dropout (Provilkov et al. 2020) on the training split: each merge skipped with this "
+        "probability, e.g. 0.1; 0 = off; BPE tokenizers only",
+    )
+    bpe_dropout_copies: int = knob(
+        4, "data.bpe_dropout: segmentations of the training split encoded; epoch e reads e mod K"
+    )
 
 
 @dataclass
@@ -150,6 +175,11 @@ class TrainConfig:
     """The shared training loop (train and pretrain-mlm)."""
 
     seed: int = knob(1, "seed for init, batching, dropout and masking")
+    init_from: str | None = knob(
+        None,
+        "fine-tune: start from this checkpoint's weights (a run dir: its best) and tokenizer, "
+        "with a fresh optimizer, schedule, step, best and patience (--init-from)",
+    )
     max_tokens: int = knob(4096, "token budget per batch (source+target padded tokens)")
     accumulate: int = knob(1, "batches per optimizer update (gradient accumulation)")
     max_steps: int = knob(100000, "stop after this many updates; 0 = no limit")
@@ -178,6 +208,23 @@ class TrainConfig:
         ExposureSchedule.LINEAR, "linear (0 -> exposure_prob over exposure_warmup) | constant"
     )
     exposure_warmup: int = knob(10000, "updates over which the linear schedule reaches the peak")
+    length_loss_weight: float = knob(
+        0.1, "model.decoder: non_autoregressive: weight of the length predictor's loss (fairseq)"
+    )
+    guided_attention: float = knob(
+        0.0,
+        "weight of the guided-attention loss pulling cross-attention toward the diagonal "
+        "(Tachibana et al. 2017); 0 = off; seq2seq training only",
+    )
+    guided_attention_width: float = knob(
+        0.2, "g: width of the diagonal band, as a fraction of the lengths (0.2 as the paper)"
+    )
+    guided_attention_layers: list[int] = knob(
+        [-1], "decoder layers whose cross-attention is guided, from 1; negative = from the last"
+    )
+    guided_attention_decay: int = knob(
+        0, "updates over which the guided weight fades linearly to 0; 0 = constant"
+    )
 
 
 @dataclass
@@ -198,9 +245,12 @@ class MLMConfig:
 
 @dataclass
 class DecodeConfig:
-    """Search for `tfcli decode` (and validation BLEU, which is always greedy)."""
+    """Search for `tfcli decode` (and validation BLEU: greedy, mask-predict for NAT models)."""
 
-    mode: SearchMode = knob(SearchMode.BEAM, "greedy | beam | sample")
+    mode: SearchMode = knob(
+        SearchMode.BEAM,
+        "greedy | beam | sample | mask-predict (non-autoregressive checkpoints, their default)",
+    )
     beam_size: int = knob(5, "beam width")
     length_penalty: float = knob(1.0, "score / length**alpha when ranking finished hypotheses")
     max_len_a: float = knob(1.5, "max output length = a * source_length + b")
@@ -214,6 +264,16 @@ class DecodeConfig:
     seed: int = knob(1, "seed for sampling")
     max_tokens: int = knob(8192, "token budget per decoding batch")
     topk_fill: int = knob(5, "candidates shown per <mask> in fill-mask")
+    iterations: int = knob(
+        10, "mask-predict: refinement passes T; 1 = one-shot (non-autoregressive)"
+    )
+    length_beam: int = knob(5, "mask-predict: most likely lengths decoded side by side")
+    length: NatLength = knob(
+        NatLength.PREDICT, "mask-predict: predict (length predictor) | truncate (max, cut at </s>)"
+    )
+    length_ratio: float = knob(
+        0.0, "mask-predict: output length = round(ratio * source length); 0 = off"
+    )
 
 
 @dataclass

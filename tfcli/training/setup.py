@@ -39,7 +39,7 @@ from tfcli.checkpoints import steps as run_checkpoints
 from tfcli.data.split import TextData, open_split
 from tfcli.errors import DataError, RecipeError, TfcliError, TrainingError
 from tfcli.model.build import build_model
-from tfcli.model.config import ModelSpec, spec_from_recipe
+from tfcli.model.config import DecoderKind, ModelSpec, spec_from_recipe
 from tfcli.recipe import loader as recipe_mod
 from tfcli.recipe.schema import Packing, Recipe
 from tfcli.run_dir import RunDir, checkpoint_step
@@ -77,7 +77,17 @@ def pretrain_mlm(recipe: Recipe, *, resume: bool = False, force: bool = False) -
             [f"train.exposure: {recipe.train.exposure.value} feeds a decoder its own outputs; "
              "a masked LM has no decoder (set train.exposure: none)"]
         )  # fmt: skip
+    if recipe.train.guided_attention > 0:
+        raise RecipeError(
+            ["train.guided_attention: guides cross-attention; a masked LM has none "
+             "(set train.guided_attention: 0)"]
+        )  # fmt: skip
     _check_block_size(recipe)
+    if recipe.data.weights or recipe.data.bpe_dropout > 0:
+        raise RecipeError(
+            ["data.weights / data.bpe_dropout: they weigh and re-segment the parallel training "
+             "split (tfcli train); pretrain-mlm reads data.text as it is (remove them)"]
+        )  # fmt: skip
     check_inputs(recipe, ("text",), ("valid_text",))
     return _run(recipe, _build_mlm, "pretrain-mlm", resume=resume, force=force)
 
@@ -101,8 +111,12 @@ def _run(
     force: bool,
 ) -> dict[str, Any]:
     """The steps every run shares, around the kind's `build` (see the module docstring)."""
+    if recipe.train.init_from and not resume:  # before start(): --force clears the run dir
+        _check_init_from(recipe, "mlm" if build is _build_mlm else "seq2seq")
+    continued = None  # checked before start() rewrites recipe.yaml: a refusal leaves it as it was
+    if resume and not force and run_checkpoints.list_checkpoints(Path(recipe.run_dir)):
+        continued = state.resumed_meta(recipe, build is _build_mlm)
     with start(recipe, resume=resume, force=force) as d:
-        continued = state.resumed_meta(recipe, build is _build_mlm) if resume else None
         run = build(recipe, d, resume)
         if continued is not None:
             state.check_same_model(run.meta, continued)
@@ -112,11 +126,14 @@ def _run(
 
 
 def _build_seq2seq(r: Recipe, d: Dist, resume: bool) -> Assembled:
-    from tfcli.pipeline import ensure_encoded, ensure_tokenizer
-    from tfcli.training.seq2seq import Seq2SeqObjective
+    from tfcli.data.distill import distilled_recipe
+    from tfcli.pipeline import ensure_encoded
 
-    tok_paths = main_first(d, lambda: ensure_tokenizer(r, kind="parallel"))
-    splits = main_first(d, lambda: ensure_encoded(r, kind="parallel"))
+    data_r = r  # data.distill_from: the teacher's translations become the targets
+    if r.data.distill_from:
+        data_r = main_first(d, lambda: distilled_recipe(r))
+    tok_paths = main_first(d, lambda: run_tokenizers(data_r, "parallel", resume))
+    splits = main_first(d, lambda: ensure_encoded(data_r, kind="parallel"))
     toks = {side: load_tokenizer(Path(p)) for side, p in tok_paths.items()}
     train_data = open_split(Path(splits["train"]))
     valid_data = open_split(Path(splits["valid"])) if splits.get("valid") else None
@@ -124,24 +141,39 @@ def _build_seq2seq(r: Recipe, d: Dist, resume: bool) -> Assembled:
         r.model, "seq2seq", toks["src"].get_vocab_size(), toks["tgt"].get_vocab_size()
     )
     model = build_seeded(spec, r.train.seed)
+    if r.train.init_from and not resume:  # a resumed run has its weights already
+        fine_tune(model, r.train.init_from, d)
     if r.model.init_encoder_from and not resume:  # a resumed run has its weights already
         from tfcli.checkpoints.warmstart import init_encoder_from
 
         loaded = init_encoder_from(model, r.model.init_encoder_from, toks["src"])
         console.step(f"warm start: {len(loaded)} tensors from {r.model.init_encoder_from}")
-    objective = Seq2SeqObjective(train_data, valid_data, r, toks["tgt"])
+    objective = _seq2seq_objective(r)(train_data, valid_data, r, toks["tgt"])
     what = f"{len(train_data):,} training pairs, validation by {objective.primary_metric}"
     meta = meta_base(r, "seq2seq", spec, tok_paths, r.tokenizer.joint)
+    meta["data"] = state.data_record(splits)  # what --resume must find again
     return Assembled(model, objective, meta, what)
 
 
+def _seq2seq_objective(r: Recipe) -> type:
+    """The translation objective `model.decoder` trains with: teacher forcing (seq2seq.py) or
+    the conditional masked LM of Mask-Predict (cmlm.py)."""
+    if r.model.decoder is DecoderKind.NON_AUTOREGRESSIVE:
+        from tfcli.training.cmlm import CMLMObjective
+
+        return CMLMObjective
+    from tfcli.training.seq2seq import Seq2SeqObjective
+
+    return Seq2SeqObjective
+
+
 def _build_mlm(r: Recipe, d: Dist, resume: bool) -> Assembled:
-    from tfcli.pipeline import ensure_encoded, ensure_tokenizer
+    from tfcli.pipeline import ensure_encoded
     from tfcli.training.masking import word_start_table
     from tfcli.training.mlm import MLMObjective
 
     tok_paths, splits = main_first(
-        d, lambda: (ensure_tokenizer(r, kind="text"), ensure_encoded(r, kind="text"))
+        d, lambda: (run_tokenizers(r, "text", resume), ensure_encoded(r, kind="text"))
     )
     tok_path = next(iter(tok_paths.values()))
     tok = load_tokenizer(tok_path)
@@ -159,10 +191,47 @@ def _build_mlm(r: Recipe, d: Dist, resume: bool) -> Assembled:
     )
     spec = spec_from_recipe(r.model, "mlm", tok.get_vocab_size())
     model = build_seeded(spec, r.train.seed)
+    if r.train.init_from and not resume:  # a resumed run has its weights already
+        fine_tune(model, r.train.init_from, d)
     unit = "blocks" if r.mlm.packing is Packing.BLOCKS else "sentences"
     what = f"{len(objective.train):,} training {unit} of up to {r.mlm.block_size} tokens"
     meta = meta_base(r, "mlm", spec, {"src": tok_path}, joint=True)
+    meta["data"] = state.data_record(splits)  # what --resume must find again
     return Assembled(model, objective, meta, what)
+
+
+def run_tokenizers(recipe: Recipe, kind: str, resume: bool) -> dict[str, Path]:
+    """`pipeline.ensure_tokenizer`, except that a resumed run keeps the tokenizer files it has:
+    they are its checkpoints' vocabulary (`state.check_same_model` compares them), and data
+    files edited since must not retrain them on the way to refusing the resume."""
+    from tfcli.pipeline import ensure_tokenizer, tokenizer_files
+
+    if resume:
+        paths = tokenizer_files(recipe, kind)  # type: ignore[arg-type]
+        if all(p.is_file() for p in paths.values()):
+            return paths
+    return ensure_tokenizer(recipe, kind=kind)  # type: ignore[arg-type]
+
+
+def _check_init_from(recipe: Recipe, kind: str) -> None:
+    """train.init_from names a checkpoint of this kind of run, outside the run dir, with the
+    tokenizer and architecture the recipe asks for (one line each, nothing written yet)."""
+    from tfcli.checkpoints.finetune import check_new_run
+
+    check_new_run(recipe, kind)
+
+
+def fine_tune(model: torch.nn.Module, path: str, d: Dist) -> None:
+    """Load every weight of checkpoint `path` into the freshly built `model` (fine-tuning:
+    the optimizer, schedule, step, best and patience start fresh)."""
+    from tfcli.checkpoints.finetune import load_init_weights
+
+    meta = load_init_weights(model, path)
+    if d.main:
+        console.step(
+            f"fine-tune: weights of {path} (its step {meta.get('step')}); fresh optimizer, "
+            "schedule, step, best and patience"
+        )
 
 
 def _check_block_size(recipe: Recipe) -> None:
