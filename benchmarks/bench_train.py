@@ -88,6 +88,8 @@ def tfcli_side(args, batches: list[dict], run_dir: Path):
     class InMemory(Seq2SeqObjective):
         def __init__(self) -> None:  # the loss and its smoothing are Seq2SeqObjective's own
             self.eps = 0.1
+            self.exposure = self.guided = None  # the paper's model: teacher forcing, no guide
+            self.step = 0
 
         def collate(self, i: int) -> dict:  # the host-side part of Seq2SeqObjective.collate
             return with_targets({"src": batches[i]["src"], "tgt": batches[i]["tgt"]})
