@@ -34,11 +34,9 @@ from tfcli.data.split import (
     TokenBudgetSampler,
     collate_parallel,
     parallel_costs,
-    training_sampler,
 )
-from tfcli.errors import DataError
 from tfcli.tokenizer.vocab import MASK, PAD
-from tfcli.training.seq2seq import label_smoothed_nll
+from tfcli.training.seq2seq import ParallelObjective, label_smoothed_nll
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -93,11 +91,8 @@ def masked_batch(batch: dict[str, Any], generator: torch.Generator) -> dict[str,
     return batch
 
 
-class CMLMObjective:
+class CMLMObjective(ParallelObjective):
     """Masked-target loss plus the length loss; validation loss, length accuracy, BLEU."""
-
-    kind = "seq2seq"
-    budget_knob = "train.max_tokens"
 
     def __init__(
         self,
@@ -106,29 +101,11 @@ class CMLMObjective:
         recipe: Recipe,
         tgt_tokenizer: Tokenizer | None = None,
     ) -> None:
-        cfg = recipe.train
-        if len(train) == 0:
-            raise DataError("the encoded training split is empty; check data.src / data.tgt")
-        self.train, self.seed = train, cfg.seed
-        self.valid = valid if valid is not None and len(valid) else None
-        self.eps = cfg.label_smoothing
-        self.length_weight = cfg.length_loss_weight
-        self.decode_cfg = recipe.decode
-        self.max_tokens = cfg.max_tokens
-        self.eval_max = cfg.eval_max_sentences
-        self.tgt_tokenizer = tgt_tokenizer
-        self.bleu = bool(cfg.eval_bleu and self.valid is not None and tgt_tokenizer is not None)
-        self.primary_metric = "bleu" if self.bleu else "loss"
-        self.higher_is_better = self.bleu
-        # corpus weights and BPE-dropout copies, as for the autoregressive objective
-        self.sampler = training_sampler(train, cfg.max_tokens, cfg.seed)
-        self.step = 0  # updates done; the loop sets it before collating an update's batches
+        super().__init__(train, valid, recipe, tgt_tokenizer)
+        self.seed = recipe.train.seed
+        self.length_weight = recipe.train.length_loss_weight
 
     # --- training --------------------------------------------------------------------------
-
-    def train_batches(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
-        """This rank's index arrays for `epoch`; a pure function of (seed, epoch, rank, world)."""
-        return self.sampler.epoch_batches(epoch, rank, world)
 
     def collate(self, batch: np.ndarray) -> dict[str, Any]:
         g = mask_generator(self.seed, self.step, batch)

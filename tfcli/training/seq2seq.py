@@ -102,8 +102,10 @@ def label_smoothed_nll(
     return loss, nll.detach()
 
 
-class Seq2SeqObjective:
-    """Teacher-forced translation loss; validation loss, perplexity, BLEU and chrF."""
+class ParallelObjective:
+    """What every objective over a parallel split shares: the training split and its sampler
+    (corpus weights and BPE-dropout copies, data/split.py), the validation split, and whether
+    validation is ranked by BLEU or by loss."""
 
     kind = "seq2seq"
     budget_knob = "train.max_tokens"
@@ -128,9 +130,26 @@ class Seq2SeqObjective:
         self.bleu = bool(cfg.eval_bleu and self.valid is not None and tgt_tokenizer is not None)
         self.primary_metric = "bleu" if self.bleu else "loss"
         self.higher_is_better = self.bleu
-        # corpus weights and BPE-dropout copies, when the split has them (data/split.py)
         self.sampler = training_sampler(train, cfg.max_tokens, cfg.seed)
         self.step = 0  # updates done; the loop sets it before collating an update's batches
+
+    def train_batches(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+        """This rank's index arrays for `epoch`; a pure function of (seed, epoch, rank, world)."""
+        return self.sampler.epoch_batches(epoch, rank, world)
+
+
+class Seq2SeqObjective(ParallelObjective):
+    """Teacher-forced translation loss; validation loss, perplexity, BLEU and chrF."""
+
+    def __init__(
+        self,
+        train: ParallelData,
+        valid: ParallelData | None,
+        recipe: Recipe,
+        tgt_tokenizer: Tokenizer | None = None,
+    ) -> None:
+        super().__init__(train, valid, recipe, tgt_tokenizer)
+        cfg = recipe.train
         self.exposure = None  # teacher forcing
         if cfg.exposure is not Exposure.NONE:
             vocab = tgt_tokenizer.get_vocab_size() if tgt_tokenizer is not None else None
@@ -140,10 +159,6 @@ class Seq2SeqObjective:
             self.guided = GuidedAttention(cfg, recipe.model.decoder_layers)
 
     # --- training --------------------------------------------------------------------------
-
-    def train_batches(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
-        """This rank's index arrays for `epoch`; a pure function of (seed, epoch, rank, world)."""
-        return self.sampler.epoch_batches(epoch, rank, world)
 
     def collate(self, batch: np.ndarray) -> dict[str, Any]:
         b = _collate(self.train, batch)
