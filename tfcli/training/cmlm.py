@@ -159,27 +159,17 @@ class CMLMObjective(ParallelObjective):
             out.update(self._bleu(model, device))
         return out
 
-    def _bleu(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from tfcli.decoding.mask_predict import mask_predict
-        from tfcli.decoding.metrics import bleu_chrf
+    def _decode_budget(self) -> int:
+        """The decode budget shared by the length candidates (each is a row of its own)."""
+        return max(self.decode_cfg.max_tokens // max(self.decode_cfg.length_beam, 1), 1)
 
-        n = len(self.valid) if self.eval_max <= 0 else min(self.eval_max, len(self.valid))
-        costs = parallel_costs(self.valid)[:n]
+    def _decode(self, model: torch.nn.Module, src: torch.Tensor) -> list[list[int]]:
+        """Validation BLEU decodes with the recipe's mask-predict settings."""
+        from tfcli.decoding.mask_predict import mask_predict
+
         d = self.decode_cfg
-        hyps: list[list[int]] = [[] for _ in range(n)]
-        budget = max(d.max_tokens // max(d.length_beam, 1), 1)
-        for idx in TokenBudgetSampler(costs, budget, 0, shuffle=False).epoch_batches(0):
-            src = collate_parallel(self.valid, idx)["src"].to(device)
-            out = mask_predict(model, src, iterations=d.iterations, length_beam=d.length_beam)
-            for i, h in zip(idx.tolist(), out, strict=True):
-                hyps[i] = h[0].tokens
-        tok = self.tgt_tokenizer
-        refs = [self.valid.tgt[i].tolist() for i in range(n)]
-        scores = bleu_chrf(
-            tok.decode_batch(hyps, skip_special_tokens=True),
-            tok.decode_batch(refs, skip_special_tokens=True),
-        )
-        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+        out = mask_predict(model, src, iterations=d.iterations, length_beam=d.length_beam)
+        return [h[0].tokens for h in out]
 
 
 def best_lengths(length_logits: torch.Tensor) -> torch.Tensor:

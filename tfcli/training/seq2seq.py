@@ -137,6 +137,34 @@ class ParallelObjective:
         """This rank's index arrays for `epoch`; a pure function of (seed, epoch, rank, world)."""
         return self.sampler.epoch_batches(epoch, rank, world)
 
+    def _bleu(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """BLEU and chrF of the first `eval_max` validation pairs, decoded by `_decode`."""
+        from tfcli.decoding.metrics import bleu_chrf
+
+        n = len(self.valid) if self.eval_max <= 0 else min(self.eval_max, len(self.valid))
+        costs = parallel_costs(self.valid)[:n]
+        hyps: list[list[int]] = [[] for _ in range(n)]
+        sampler = TokenBudgetSampler(costs, self._decode_budget(), 0, shuffle=False)
+        for idx in sampler.epoch_batches(0):
+            src = collate_parallel(self.valid, idx)["src"].to(device)
+            for i, ids in zip(idx.tolist(), self._decode(model, src), strict=True):
+                hyps[i] = ids
+        tok = self.tgt_tokenizer
+        refs = [self.valid.tgt[i].tolist() for i in range(n)]
+        scores = bleu_chrf(
+            tok.decode_batch(hyps, skip_special_tokens=True),
+            tok.decode_batch(refs, skip_special_tokens=True),
+        )
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+    def _decode_budget(self) -> int:
+        """Padded source tokens per validation decoding batch."""
+        return self.decode_cfg.max_tokens
+
+    def _decode(self, model: torch.nn.Module, src: torch.Tensor) -> list[list[int]]:
+        """src (B, S) -> per sentence the output ids (no <s>, no </s>)."""
+        raise NotImplementedError
+
 
 class Seq2SeqObjective(ParallelObjective):
     """Teacher-forced translation loss; validation loss, perplexity, BLEU and chrF."""
@@ -222,29 +250,12 @@ class Seq2SeqObjective(ParallelObjective):
             out.update(self._bleu(model, device))
         return out
 
-    def _bleu(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+    def _decode(self, model: torch.nn.Module, src: torch.Tensor) -> list[list[int]]:
+        """Validation BLEU decodes greedily (fast, and what training should improve)."""
         from tfcli.decoding.greedy import greedy
-        from tfcli.decoding.metrics import bleu_chrf
 
-        n = len(self.valid) if self.eval_max <= 0 else min(self.eval_max, len(self.valid))
-        costs = parallel_costs(self.valid)[:n]
         d = self.decode_cfg
-        hyps: list[list[int]] = [[] for _ in range(n)]
-        sampler = TokenBudgetSampler(costs, d.max_tokens, 0, shuffle=False)
-        for idx in sampler.epoch_batches(0):
-            src = collate_parallel(self.valid, idx)["src"].to(device)
-            out = greedy(
-                model, src, max_len_a=d.max_len_a, max_len_b=d.max_len_b, min_len=d.min_len
-            )
-            for i, ids in zip(idx.tolist(), out, strict=True):
-                hyps[i] = ids
-        tok = self.tgt_tokenizer
-        refs = [self.valid.tgt[i].tolist() for i in range(n)]
-        scores = bleu_chrf(
-            tok.decode_batch(hyps, skip_special_tokens=True),
-            tok.decode_batch(refs, skip_special_tokens=True),
-        )
-        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+        return greedy(model, src, max_len_a=d.max_len_a, max_len_b=d.max_len_b, min_len=d.min_len)
 
 
 def _collate(data: ParallelData, idx: np.ndarray) -> dict[str, Any]:
