@@ -89,8 +89,10 @@ def train(recipe: str, run_dir: Path, files: dict[str, Path], steps: int, extra:
     return time.perf_counter() - began
 
 
-def translators(runs: dict[str, Path], iterations: tuple[int, ...]) -> dict[str, object]:
-    """name -> a ready translator (AR beam 5 / greedy, NAT T=...) over the trained runs."""
+def translators(
+    runs: dict[str, Path], iterations: tuple[int, ...], length_beams: tuple[int, ...]
+) -> dict[str, object]:
+    """name -> a ready translator (AR beam 5 / greedy, NAT T=.., L=..) over the trained runs."""
     import dataclasses
 
     from tfcli.checkpoints import files as ckpt
@@ -111,33 +113,58 @@ def translators(runs: dict[str, Path], iterations: tuple[int, ...]) -> dict[str,
             greedy = dataclasses.replace(cfg, mode=SearchMode.GREEDY, nbest=1)
             out["AR greedy"] = Translator(model, toks["src"], toks["tgt"], greedy)
             continue
-        for t in iterations:
-            c = dataclasses.replace(cfg, mode=SearchMode.MASK_PREDICT, iterations=t, nbest=1)
-            out[f"{name} T={t}"] = MaskPredictTranslator(model, toks["src"], toks["tgt"], c)
+        for lb in length_beams:
+            for t in iterations:
+                c = dataclasses.replace(
+                    cfg, mode=SearchMode.MASK_PREDICT, iterations=t, length_beam=lb, nbest=1
+                )
+                out[f"{name} T={t}, L={lb}"] = MaskPredictTranslator(
+                    model, toks["src"], toks["tgt"], c
+                )
     return out
 
 
-def measure(named: dict[str, object], src: list[str], refs: list[str], rounds: int) -> dict:
-    """Decode `src` with every translator, `rounds` times alternating; best time counts."""
+def measure(
+    named: dict[str, object], src: list[str], refs: list[str], rounds: int, single: int
+) -> dict:
+    """Decode `src` with every translator, `rounds` times alternating; best time counts.
+
+    Two regimes: batched (the recipe's decode.max_tokens per batch, throughput) and one
+    sentence per batch over the first `single` sentences (latency: what an interactive user or
+    a server sees, and how the NAT papers time decoding). BLEU/chrF come from the batched run
+    over all of `src`."""
+    import dataclasses
+
     from tfcli.decoding.metrics import bleu_chrf
 
     best: dict[str, float] = {}
+    best_one: dict[str, float] = {}
     scores: dict[str, dict] = {}
     for _ in range(rounds):
         for name, tr in named.items():
+            batched = tr.cfg
             tr.translate_chunk(src[:16])  # warm-up
             began = time.perf_counter()
             results = tr.translate_chunk(src)
             took = time.perf_counter() - began
             best[name] = min(best.get(name, took), took)
             scores[name] = bleu_chrf([r.texts[0] for r in results], refs)
+            if single:
+                tr.cfg = dataclasses.replace(batched, max_tokens=1)  # every sentence alone
+                began = time.perf_counter()
+                tr.translate_chunk(src[:single])
+                took = time.perf_counter() - began
+                best_one[name] = min(best_one.get(name, took), took)
+                tr.cfg = batched
     return {n: {"bleu": scores[n]["bleu"], "chrf": scores[n]["chrf"],
-                "sent_s": len(src) / best[n]} for n in named}  # fmt: skip
+                "sent_s": len(src) / best[n],
+                "sent_s_1": single / best_one[n] if single else None} for n in named}  # fmt: skip
 
 
 def run_task(task: str, work: Path, args: argparse.Namespace) -> dict:
     files = prepare_data(task, work / task / "data", args.train_pairs, args.test_pairs)
-    recipe, root, base = RECIPES[task], work / task, SMALLER.get(task, [])
+    recipe, root = RECIPES[task], work / task
+    base = [*SMALLER.get(task, []), f"train.max_tokens={args.max_tokens}"]
     ar_extra = [*base, "model.decoder=autoregressive", "decode.mode=beam", "decode.beam_size=5"]
     seconds = {"AR": train(recipe, root / "ar", files, args.steps, ar_extra, args.threads)}
     seconds["NAT raw"] = train(recipe, root / "nat", files, args.steps, base, args.threads)
@@ -145,11 +172,11 @@ def run_task(task: str, work: Path, args: argparse.Namespace) -> dict:
     seconds["NAT distilled"] = train(recipe, root / "nat-kd", files, args.steps, kd, args.threads)
     torch.set_num_threads(args.threads)
     runs = {"AR": root / "ar", "NAT raw": root / "nat", "NAT distilled": root / "nat-kd"}
-    named = translators(runs, tuple(args.iterations))
+    named = translators(runs, tuple(args.iterations), tuple(args.length_beams))
     src = files["test_src"].read_text(encoding="utf-8").splitlines()
     refs = files["test_tgt"].read_text(encoding="utf-8").splitlines()
     with torch.inference_mode():
-        table = measure(named, src, refs, args.rounds)
+        table = measure(named, src, refs, args.rounds, min(args.single, len(src)))
     return {"train_seconds": seconds, "table": table, "sentences": len(src)}
 
 
@@ -164,20 +191,27 @@ def markdown(results: dict, args: argparse.Namespace, cmd: str) -> str:
         "",
         f"    {cmd}",
         "",
-        f"Same model size (the nat-* recipe's), same budget: {args.steps} updates each, "
-        f"{args.train_pairs:,} training pairs. NAT decodes with length beam 3 (the recipe's).",
+        f"Same model size (the nat-* recipe's), same budget: {args.steps} updates of "
+        f"{args.max_tokens} tokens each, {args.train_pairs:,} training pairs. L = length beam.",
     ]
     for task, r in results.items():
         ar = r["table"]["AR beam 5"]
+        single = ar["sent_s_1"] is not None
         lines += ["", f"## {task} ({r['sentences']} test sentences, CPU)", "",
-                  "| decoder | BLEU | chrF | sentences/s | speed vs AR beam 5 | BLEU vs AR beam 5 |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "Batched: decode.max_tokens per batch (throughput). One at a time: each "
+                  "sentence its own batch (latency; how NAT papers time decoding).", "",
+                  "| decoder | BLEU | chrF | BLEU vs AR beam 5 | batched sent/s | vs AR beam 5 |"
+                  + (" one-at-a-time sent/s | vs AR beam 5 |" if single else ""),
+                  "|---|---|---|---|---|---|" + ("---|---|" if single else "")]  # fmt: skip
         for name, row in r["table"].items():
             rel = row["bleu"] / ar["bleu"] if ar["bleu"] else float("nan")
-            lines.append(
-                f"| {name} | {row['bleu']:.1f} | {row['chrf']:.1f} | {row['sent_s']:.1f} | "
-                f"{row['sent_s'] / ar['sent_s']:.2f}x | {rel:.0%} |"
+            line = (
+                f"| {name} | {row['bleu']:.1f} | {row['chrf']:.1f} | {rel:.0%} | "
+                f"{row['sent_s']:.1f} | {row['sent_s'] / ar['sent_s']:.2f}x |"
             )
+            if single:
+                line += f" {row['sent_s_1']:.1f} | {row['sent_s_1'] / ar['sent_s_1']:.2f}x |"
+            lines.append(line)
         t = r["train_seconds"]
         lines += ["", "Training wall time (s, incl. tokenizing, encoding, the one validation; "
                   "NAT distilled incl. distilling): "
@@ -193,6 +227,14 @@ def main() -> None:
     ap.add_argument("--train-pairs", type=int, default=5000)
     ap.add_argument("--test-pairs", type=int, default=500)
     ap.add_argument("--iterations", type=int, nargs="+", default=[1, 4, 10])
+    ap.add_argument("--length-beams", type=int, nargs="+", default=[1, 3])
+    ap.add_argument(
+        "--single",
+        type=int,
+        default=200,
+        help="sentences timed one per batch (latency regime); 0 = skip",
+    )
+    ap.add_argument("--max-tokens", type=int, default=1000, help="train.max_tokens, every model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/nat.md"))

@@ -20,9 +20,10 @@ def nat_model(seed: int = 0):
     return tiny_model(V, seed=seed, eos_bias=0.0, decoder="non_autoregressive", max_positions=24)
 
 
-def reference(model, src_row: list[int], iterations: int, length_beam: int):
+def reference(model, src_row: list[int], iterations: int, length_beam: int, force: bool = True):
     """Mask-predict for one sentence, written plainly: each pass re-runs the whole model
-    (encoder included) on one candidate at a time. -> [(tokens cut at </s>, mean log-prob)],
+    (encoder included) on one candidate at a time; unless `force`, a candidate stops after a
+    pass that predicts the same tokens it re-masked. -> [(tokens cut at </s>, mean log-prob)],
     best first."""
     src = torch.tensor([src_row])
     with torch.no_grad():
@@ -43,6 +44,7 @@ def reference(model, src_row: list[int], iterations: int, length_beam: int):
                     if k == 0:
                         break
                     todo = sorted(range(n), key=lambda i: (probs[i], i))[:k]
+                    old = list(tokens)
                     for i in todo:
                         tokens[i] = MASK
                 logits, _ = model(src, torch.tensor([tokens]))
@@ -50,23 +52,29 @@ def reference(model, src_row: list[int], iterations: int, length_beam: int):
                 logp[:, list(NEVER_GENERATED)] = float("-inf")
                 logp[: n - 1, EOS] = float("-inf")  # an exact length: </s> only at the end
                 logp[n - 1, [v for v in range(V) if v != EOS]] = float("-inf")
+                before = [tokens[i] for i in todo] if t == 0 else [old[i] for i in todo]
                 for i in todo:
                     probs[i], tokens[i] = (float(x) for x in logp[i].max(-1))
                     tokens[i] = int(tokens[i])
+                if not force and t > 0 and [tokens[i] for i in todo] == before:
+                    break
+                old = list(tokens)
             out = tokens[: tokens.index(EOS)] if EOS in tokens else tokens
             found.append((out, sum(probs) / n))
     return sorted(found, key=lambda h: -h[1])
 
 
+@pytest.mark.parametrize("force", [True, False], ids=["all-passes", "stop-unchanged"])
 @pytest.mark.parametrize("iterations", [1, 2, 4, 10])
-def test_matches_the_plain_algorithm_token_for_token(iterations):
-    """Batched, the encoder run once, all candidates side by side == the plain per-candidate
-    loop that re-encodes the source every pass (cached and uncached encoder outputs agree)."""
+def test_matches_the_plain_algorithm_token_for_token(iterations, force):
+    """Batched, the encoder run once, all candidates side by side, finished rows left out of
+    later passes == the plain per-candidate loop that re-encodes the source every pass (cached
+    and uncached encoder outputs agree)."""
     model = nat_model()
     src = make_src([3, 7, 5, 1], V)
-    got = mask_predict(model, src, iterations=iterations, length_beam=3)
+    got = mask_predict(model, src, iterations=iterations, length_beam=3, force_iterations=force)
     for row, hyps in zip(src.tolist(), got, strict=True):
-        plain = reference(model, [t for t in row if t != 0], iterations, 3)
+        plain = reference(model, [t for t in row if t != 0], iterations, 3, force)
         assert [h.tokens for h in hyps] == [toks for toks, _ in plain]
         assert [h.score for h in hyps] == pytest.approx([s for _, s in plain], abs=1e-9)
 
@@ -89,8 +97,29 @@ def test_t_iterations_run_t_decoder_passes_and_one_encoder_pass(iterations, pass
     model = nat_model()
     calls = count_calls(model, monkeypatch)
     # lengths >= 10, so even the last iteration re-masks >= 1 position (no pass is skipped)
-    mask_predict(model, make_src([4, 6], V), iterations=iterations, lengths=torch.tensor([12, 10]))
+    src, lengths = make_src([4, 6], V), torch.tensor([12, 10])
+    mask_predict(model, src, iterations=iterations, lengths=lengths, force_iterations=True)
     assert calls == {"encode": 1, "decode": passes}
+
+
+def test_unchanged_candidates_stop_and_later_passes_leave_them_out(monkeypatch):
+    """Without force_iterations a candidate leaves the batch once a pass changes none of its
+    tokens; with it, all T passes run on every row."""
+    model = nat_model(seed=1)
+    rows = []
+    inner = model.decode
+
+    def counted(tokens, *a, **k):
+        rows.append(tokens.size(0))
+        return inner(tokens, *a, **k)
+
+    monkeypatch.setattr(model, "decode", counted)
+    src = make_src([4, 6, 5, 3, 7, 2], V)
+    mask_predict(model, src, iterations=10, length_beam=2, force_iterations=True)
+    forced, rows[:] = list(rows), []
+    mask_predict(model, src, iterations=10, length_beam=2)
+    assert forced[0] == rows[0] == 12
+    assert sum(rows) < sum(forced) and rows == sorted(rows, reverse=True)
 
 
 def test_the_length_beam_keeps_the_best_mean_log_probability_candidate():

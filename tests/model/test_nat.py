@@ -8,6 +8,7 @@ import torch
 
 from tfcli.errors import TfcliError
 from tfcli.model.build import build_model, count_parameters
+from tfcli.model.cache import KVCache
 from tfcli.model.nat import NonAutoregressive
 from tfcli.model.seq2seq import EncoderDecoder
 from tfcli.tokenizer.vocab import MASK, PAD
@@ -72,8 +73,24 @@ def test_cached_and_uncached_encoder_outputs_agree(make_model):
     torch.testing.assert_close(selected, fresh.flatten(0, 1)[pick])
 
 
-def test_a_cache_is_refused(make_model):
+def test_a_step_by_step_cache_is_refused(make_model):
     nat = make_model(decoder="non_autoregressive")
     memory, mask = nat.encode(random_batch(1, 3))
     with pytest.raises(TfcliError, match="at once"):
-        nat.decode(torch.tensor([[MASK]]), memory, mask, cache=nat.new_cache())
+        nat.decode(torch.tensor([[MASK]]), memory, mask, cache=KVCache(2))
+
+
+def test_the_memory_cache_and_selected_positions_give_the_uncached_logits(make_model):
+    """Passes sharing a MemoryCache (cross-attention keys/values projected once) equal passes
+    without one; `select` returns exactly the selected rows of the full logits."""
+    nat = make_model(decoder="non_autoregressive")
+    src = random_batch(3, 7, lengths=[7, 4, 2])
+    memory, mask = nat.encode(src)
+    cache = nat.new_cache()
+    for lengths in ([5, 5, 3], [4, 2, 5], [5, 1, 1]):
+        tgt = random_batch(3, 5, lengths=lengths)
+        plain = nat.decode(tgt, memory, mask)
+        torch.testing.assert_close(nat.decode(tgt, memory, mask, cache), plain)
+        pick = tgt != PAD
+        torch.testing.assert_close(nat.decode(tgt, memory, mask, cache, select=pick), plain[pick])
+    assert cache.length == 0 and cache.layers[0].self_k is None

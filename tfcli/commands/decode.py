@@ -23,10 +23,10 @@ _FLAG_KEYS = {  # CLI flag -> decode.<key> in the recipe
     "no_repeat_ngram": "no_repeat_ngram", "temperature": "temperature", "top_k": "top_k",
     "top_p": "top_p", "seed": "seed", "max_tokens": "max_tokens", "topk": "topk_fill",
     "iterations": "iterations", "length_beam": "length_beam", "length": "length",
-    "length_ratio": "length_ratio",
+    "length_ratio": "length_ratio", "force_iterations": "force_iterations",
 }  # fmt: skip
 _AR_ONLY = ("beam_size", "length_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p")
-_NAT_ONLY = ("iterations", "length_beam", "length", "length_ratio", "lengths")
+_NAT_ONLY = ("iterations", "length_beam", "length", "length_ratio", "lengths", "force_iterations")
 _FILL_MASK_FLAGS = ("mode", "max_tokens", "topk")  # the rest only steer a translation search
 
 
@@ -36,6 +36,7 @@ def _options(func: Any) -> Any:
         click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write hypotheses to FILE (atomically) instead of stdout."),
         click.option("--mode", type=click.Choice([*SEQ2SEQ_MODES, "fill-mask"]), help="Search: greedy | beam | sample (seq2seq); mask-predict (non-autoregressive checkpoints, the default there); fill-mask (MLM, the default there)."),
         click.option("--iterations", type=click.IntRange(min=1), help="Mask-predict: refinement passes T (1 = one-shot), e.g. --iterations 4."),
+        click.option("--force-iterations/--no-force-iterations", default=None, help="Mask-predict: run all T passes (the paper); by default a sentence stops once a pass changes none of its tokens (fairseq's default)."),
         click.option("--length-beam", type=click.IntRange(min=1), help="Mask-predict: the L most likely lengths decoded side by side; the best mean log-probability wins."),
         click.option("--length", type=click.Choice(["predict", "truncate"]), help="Mask-predict: predict (the length predictor) | truncate (decode at the maximum length, cut at the first </s>)."),
         click.option("--length-ratio", type=click.FloatRange(min=0.0, min_open=True), help="Mask-predict: output length = round(R * source subwords), e.g. --length-ratio 1.2."),
@@ -227,7 +228,7 @@ def _check_decoder(meta: dict, cfg: DecodeConfig, opts: dict, engine: str = "tor
     if refused:
         raise TfcliError(
             f"{flag(refused[0])} is not a mask-predict setting (its settings: --iterations, "
-            "--length-beam, --length, --length-ratio, --lengths)"
+            "--force-iterations, --length-beam, --length, --length-ratio, --lengths)"
         )
     fixed = opts.get("lengths") is not None or cfg.length_ratio > 0 or cfg.length.value != "predict"
     if opts.get("lengths") is not None and (cfg.length_ratio > 0 or cfg.length.value != "predict"):

@@ -15,13 +15,17 @@ For each sentence:
    truncate`, where it may come anywhere.
 3. Iterations t = 2 .. T: the n = floor(L * (T - t + 1) / T) positions of lowest probability
    are masked again (n decays linearly to L / T) and re-predicted; only they take new tokens
-   and probabilities. A pass where every candidate has n = 0 is skipped (short sentences).
+   and probabilities. A candidate with n = 0 left is done (short sentences). A candidate whose
+   tokens a pass left unchanged stops refining too (fairseq's default, which saves most of the
+   passes of a well-trained model); `force_iterations` runs every pass instead.
 4. Each candidate's score is the mean log-probability over its L positions; the best candidate
    of each sentence is its translation, the others its n-best. Output tokens stop before the
    first </s> (ids without </s>, as every search returns them).
 
-The encoder runs once; every pass reuses its output (there is no KV cache: a pass rewrites all
-positions). <pad>, <s> and <mask> are never output (search.NEVER_GENERATED).
+The encoder runs once, and its output's cross-attention keys/values are projected once
+(model.new_cache, a MemoryCache); there is no self-attention cache, since a pass rewrites every
+position. Only the positions a pass (re)predicts go through the output projection and the
+softmax. <pad>, <s> and <mask> are never output (search.NEVER_GENERATED).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def mask_predict(
     max_len_b: int = 10,
     min_len: int = 1,
     truncate: bool = False,
+    force_iterations: bool = False,
 ) -> list[list[Hypothesis]]:
     """src (B, S) `ids </s>` rows, PAD-padded -> per sentence its candidates, best first.
 
@@ -71,7 +76,8 @@ def mask_predict(
     candidate each, `length_beam` unused. Otherwise the predicted lengths are limited to
     [min_len + 1, floor(max_len_a * src_len + max_len_b) + 1] (search.max_lengths) and the model's
     positions. A length is exact (L - 1 tokens, then </s>) unless `truncate`, where the
-    output stops at the first </s> the model writes (`--length truncate`).
+    output stops at the first </s> the model writes (`--length truncate`). A candidate stops
+    refining once a pass changes none of its tokens, unless `force_iterations` (all T passes).
     Hypothesis.score = mean log-probability of the L decoded positions.
     """
     if not is_non_autoregressive(model):
@@ -92,8 +98,9 @@ def mask_predict(
         memory = memory.repeat_interleave(k, 0)  # (B*K, S, D)
         src_mask = src_mask.repeat_interleave(k, 0)
         tokens, scores = refine(
-            model, memory, src_mask, cand.reshape(-1).clamp(min=1), iterations, truncate
-        )
+            model, memory, src_mask, cand.reshape(-1).clamp(min=1), iterations, truncate,
+            force_iterations,
+        )  # fmt: skip
     return _hypotheses(tokens, scores, cand)
 
 
@@ -137,13 +144,16 @@ def refine(
     lengths: Tensor,
     iterations: int,
     truncate: bool = False,
+    force: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """The T passes of mask-predict over R rows of decoder lengths `lengths` (R,).
+    """The (at most) T passes of mask-predict over R rows of decoder lengths `lengths` (R,).
 
     memory (R, S, D), src_mask (R, 1, 1, S). Each row's last position holds </s> and no other
     position may (a length is exact), unless `truncate`: then </s> may come anywhere and the
-    output stops at the first. Returns (tokens (R, L_max) with <pad> past each length,
-    per-position log-probabilities (R, L_max), 0 past each length).
+    output stops at the first. Unless `force`, a row stops refining after a pass that leaves
+    its tokens unchanged (fairseq's default; the later passes leave out its row). Returns
+    (tokens (R, L_max) with <pad> past each length, per-position log-probabilities (R, L_max),
+    0 past each length).
     """
     width = int(lengths.max())
     pos = torch.arange(width, device=lengths.device)[None, :]  # (1, L)
@@ -152,20 +162,42 @@ def refine(
     tokens = torch.full(real.shape, MASK, dtype=torch.long, device=lengths.device)
     tokens = tokens.masked_fill(~real, PAD)
     scores = torch.zeros(real.shape, device=lengths.device)  # replaced by the first pass's
+    cache = model.new_cache()  # the memory's keys/values, projected on the first pass only
+    rows = torch.arange(real.size(0), device=lengths.device)  # still refining, cache order
     for t in range(iterations):
         if t == 0:
             remask = real
         else:
-            n = lengths * (iterations - t) // iterations  # (R,) linear decay
-            if int(n.max()) == 0:
+            n = lengths[rows] * (iterations - t) // iterations  # (R',) linear decay
+            rows, n = _drop(cache, rows, n > 0, n)
+            if rows.numel() == 0:
                 break
-            rank = scores.masked_fill(~real, float("inf")).argsort(1).argsort(1)
-            remask = (rank < n[:, None]) & real  # the n least probable positions
-            tokens = tokens.masked_fill(remask, MASK)
-        new, logp = predict(model, tokens, memory, src_mask, end)
-        tokens = torch.where(remask, new, tokens)
-        scores = torch.where(remask, logp, scores.to(logp.dtype))
+            sub = real[rows]
+            rank = scores[rows].masked_fill(~sub, float("inf")).argsort(1).argsort(1)
+            remask = torch.zeros_like(real).index_put_((rows,), (rank < n[:, None]) & sub)
+        # Only the (re)masked positions take new tokens, so only they reach the output head.
+        w = int(lengths[rows].max())
+        pick = remask[rows, :w]
+        inp = tokens[rows, :w].masked_fill(pick, MASK)
+        new, logp = predict(model, inp, memory[rows], src_mask[rows], pick,
+                            None if end is None else end[rows, :w], cache)  # fmt: skip
+        before = tokens.masked_select(remask)
+        tokens = tokens.masked_scatter(remask, new)
+        scores = scores.to(logp.dtype).masked_scatter(remask, logp)
+        if not force and t > 0:
+            changed = torch.zeros_like(remask).masked_scatter(remask, new != before)
+            rows = _drop(cache, rows, changed[rows].any(1))[0]
     return tokens, scores
+
+
+def _drop(cache, rows: Tensor, keep: Tensor, *also: Tensor) -> tuple[Tensor, ...]:
+    """Keep the `keep` (R',) bool subset of `rows` (and of each of `also`), and the cache's
+    rows with them."""
+    if bool(keep.all()):
+        return (rows, *also)
+    index = keep.nonzero().squeeze(1)
+    cache.reorder(index)
+    return (rows[index], *(x[index] for x in also))
 
 
 def predict(
@@ -173,18 +205,23 @@ def predict(
     tokens: Tensor,
     memory: Tensor,
     src_mask: Tensor,
+    select: Tensor,
     end: Tensor | None = None,
+    cache: object | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """One decoder pass: tokens (R, L) -> (argmax ids (R, L), their log-probabilities (R, L)).
-    With `end` (R, L) bool, </s> is the only choice where it is set and banned elsewhere."""
-    logits = model.decode(tokens, memory, src_mask)  # (R, L, V)
+    """One decoder pass over tokens (R, L) -> at the N `select`ed positions ((R, L) bool), in
+    row-major order: (argmax ids (N,), their log-probabilities (N,)). With `end` (R, L) bool,
+    </s> is the only choice where it is set and banned elsewhere. `cache`: model.new_cache(),
+    shared by the passes over the same memory."""
+    logits = model.decode(tokens, memory, src_mask, cache, select=select)  # (N, V)
     logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
     for banned in NEVER_GENERATED:
-        logp[..., banned] = NEG_INF
+        logp[:, banned] = NEG_INF
     if end is not None:
-        eos = logp[..., EOS].masked_fill(~end, NEG_INF)  # (R, L)
-        logp = logp.masked_fill(end[..., None], NEG_INF)
-        logp[..., EOS] = eos
+        at_end = end[select]  # (N,)
+        eos = logp[:, EOS].masked_fill(~at_end, NEG_INF)  # (N,)
+        logp = logp.masked_fill(at_end[:, None], NEG_INF)
+        logp[:, EOS] = eos
     values, ids = logp.max(-1)
     return ids, values
 
@@ -286,7 +323,7 @@ class MaskPredictTranslator(Translator):
         return mask_predict(
             self.model, src, iterations=c.iterations, length_beam=c.length_beam,
             lengths=lengths, max_len_a=c.max_len_a, max_len_b=c.max_len_b, min_len=c.min_len,
-            truncate=truncate,
+            truncate=truncate, force_iterations=c.force_iterations,
         )  # fmt: skip
 
 

@@ -119,10 +119,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module):
-    """Dropout off for the search, the caller's mode restored after (validation runs mid-training)."""
-    was_training = model.training
+    """Dropout off for the search, the caller's mode restored after (validation runs mid-training).
+
+    A model already in eval mode is left alone: `train()` walks every submodule, which costs
+    more than a whole one-sentence search of a small model."""
+    if not model.training:
+        yield
+        return
     model.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        model.train(True)

@@ -7,6 +7,10 @@ memory and reused. `KVCache.length` is the number of positions already decoded, 
 position offset of the next tokens.
 
 Beam search calls `reorder(index)` to pick, reorder or drop batch rows (finished sentences).
+
+`MemoryCache` keeps only the cross-attention half, for a decoder that rewrites every position
+on each pass (mask-predict): the encoder memory's keys/values are projected once per sentence
+instead of once per pass, and self-attention keys/values are used and dropped.
 """
 
 from __future__ import annotations
@@ -80,3 +84,23 @@ class KVCache:
         if first is None or first.cross_k is None:
             return None
         return first.cross_k.shape[0]
+
+
+class _CrossOnlyKV(LayerKV):
+    """LayerKV that caches cross-attention keys/values and stores no self-attention ones."""
+
+    def append(self, k: Tensor, v: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        assert start == 0, "a MemoryCache decoder rewrites every position from 0"
+        return k, v
+
+
+class MemoryCache(KVCache):
+    """The encoder memory's projected keys/values per decoder layer, reused by every pass of a
+    decoder that sees all positions at once; the position offset stays 0."""
+
+    def __init__(self, n_layers: int) -> None:
+        super().__init__(n_layers)
+        self.layers = [_CrossOnlyKV() for _ in range(n_layers)]
+
+    def advance(self, n: int) -> None:
+        """Nothing carries over between passes but the cross-attention keys/values."""

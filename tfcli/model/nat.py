@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from tfcli.errors import TfcliError
-from tfcli.model.cache import KVCache
+from tfcli.model.cache import KVCache, MemoryCache
 from tfcli.model.embeddings import Embeddings
 from tfcli.model.length import LengthPredictor
 from tfcli.model.seq2seq import EncoderDecoder, Generator
@@ -52,21 +52,35 @@ class NonAutoregressive(EncoderDecoder):
         src_mask: Tensor,
         cache: KVCache | None = None,
         need_attention: bool = False,
+        select: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """tgt_in (B, T) -> logits (B, T, V) [, cross-attention (B, H, T, S) per layer], every
-        position in one pass. There is nothing to cache: a pass rewrites every position."""
-        if cache is not None:
+        position in one pass. `cache`: a MemoryCache (new_cache) that keeps the memory's
+        keys/values from one pass to the next; a step-by-step KVCache has no meaning here.
+        `select` (B, T) bool: only those positions reach the output head -> logits (N, V)
+        (mask-predict re-predicts only the positions it masked)."""
+        if cache is not None and not isinstance(cache, MemoryCache):
             raise TfcliError(
-                "a non-autoregressive decoder decodes every position at once; it takes no cache "
-                "(decode with --mode mask-predict)"
+                "a non-autoregressive decoder decodes every position at once; it takes no "
+                "step-by-step cache (decode with --mode mask-predict)"
             )
-        h = self._states(tgt_in, memory, src_mask, need_attention)
-        if need_attention:
-            return self.generator(h[0]), h[1]
-        return self.generator(h)
+        h = self._states(tgt_in, memory, src_mask, need_attention, cache)
+        h, weights = h if need_attention else (h, None)
+        if select is not None:
+            h = h[select]  # (N, D)
+        return (self.generator(h), weights) if need_attention else self.generator(h)
+
+    def new_cache(self) -> MemoryCache:
+        """An empty MemoryCache: pass the same one to every pass over the same memory."""
+        return MemoryCache(len(self.decoder.layers))
 
     def _states(
-        self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, need_attention: bool = False
+        self,
+        tgt_in: Tensor,
+        memory: Tensor,
+        src_mask: Tensor,
+        need_attention: bool = False,
+        cache: MemoryCache | None = None,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         tgt_mask = (tgt_in != self.pad_id)[:, None, None, :]  # (B, 1, 1, T)
         return self.decoder(
@@ -74,6 +88,7 @@ class NonAutoregressive(EncoderDecoder):
             tgt_mask,
             memory=memory,
             memory_mask=src_mask,
+            cache=cache,
             need_weights=need_attention,
         )
 

@@ -268,6 +268,10 @@ class DecodeConfig:
         10, "mask-predict: refinement passes T; 1 = one-shot (non-autoregressive)"
     )
     length_beam: int = knob(5, "mask-predict: most likely lengths decoded side by side")
+    force_iterations: bool = knob(
+        False, "mask-predict: run all T passes; false = a sentence stops once a pass changes none "
+        "of its tokens"
+    )  # fmt: skip
     length: NatLength = knob(
         NatLength.PREDICT, "mask-predict: predict (length predictor) | truncate (max, cut at </s>)"
     )

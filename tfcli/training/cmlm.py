@@ -168,7 +168,10 @@ class CMLMObjective(ParallelObjective):
         from tfcli.decoding.mask_predict import mask_predict
 
         d = self.decode_cfg
-        out = mask_predict(model, src, iterations=d.iterations, length_beam=d.length_beam)
+        out = mask_predict(
+            model, src, iterations=d.iterations, length_beam=d.length_beam,
+            force_iterations=d.force_iterations,
+        )  # fmt: skip
         return [h[0].tokens for h in out]
 
 
