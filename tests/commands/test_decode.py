@@ -434,6 +434,14 @@ def test_mask_predict_is_the_default_for_nat_and_matches_the_library(assets, tmp
                    "--format", "jsonl")  # fmt: skip
     got = [len(json.loads(line)["hypotheses"][0]["ids"]) for line in fixed.stdout.splitlines()]
     assert got == [i % 4 + 1 for i in range(9)]
+    forced = invoke(assets["nat"], "-i", tmp_path / "in.txt", "--format", "jsonl",
+                    "--iterations", "6", "--force-iterations")  # fmt: skip
+    cfg = DecodeConfig(mode=SearchMode.MASK_PREDICT, iterations=6, force_iterations=True,
+                       max_len_a=1.0, max_len_b=3)  # fmt: skip
+    tr = MaskPredictTranslator(assets["nat_model"], assets["tok"], assets["tok"], cfg)
+    assert [json.loads(line)["hypotheses"][0]["ids"] for line in forced.stdout.splitlines()] == [
+        t.hypotheses[0].tokens for t in tr.translate_chunk(lines)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -448,6 +456,7 @@ def test_mask_predict_is_the_default_for_nat_and_matches_the_library(assets, tmp
         ("nat", ["--lengths", "nope.txt"], "--lengths nope.txt: no such file"),
         ("seq2seq", ["--mode", "mask-predict"], "needs a non-autoregressive checkpoint"),
         ("seq2seq", ["--iterations", "4"], "--iterations is a mask-predict setting"),
+        ("seq2seq", ["--force-iterations"], "--force-iterations is a mask-predict setting"),
         ("mlm", ["--iterations", "4"], "--iterations is a translation search setting"),
     ],
 )

@@ -110,6 +110,7 @@ def decode(checkpoints: tuple[Path, ...], **opts: Any) -> None:
       tfcli decode runs/demo-tiny                  # on a terminal: type a sentence, Ctrl-D ends
       tfcli decode runs/nat-demo -i test.src --iterations 4 --length-beam 3   # mask-predict
       tfcli decode runs/nat-demo -i test.src --length-ratio 1.1 --iterations 10
+      tfcli decode runs/nat-demo -i test.src --iterations 10 --force-iterations  # all 10 passes
       tfcli decode runs/demo-tiny -i test.src --engine ctranslate2 --quantization int8
     """
     if opts["engine"] == "ctranslate2" or opts["quantization"] is not None:
