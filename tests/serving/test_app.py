@@ -87,6 +87,56 @@ def test_translations_equal_tfcli_decode(seq2seq, checkpoints, settings, flags):
         )
 
 
+@pytest.fixture(scope="module")
+def nat(checkpoints):
+    app, engine, batcher = build(checkpoints["nat"])
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("settings", "flags"),
+    [
+        ({}, []),
+        ({"iterations": 1, "length_beam": 3, "nbest": 3},
+         ["--iterations", "1", "--length-beam", "3", "--nbest", "3"]),
+        ({"mode": "mask-predict", "iterations": 10}, ["--iterations", "10"]),
+    ],
+)  # fmt: skip
+def test_a_non_autoregressive_model_serves_mask_predict_as_tfcli_decode(
+    nat, checkpoints, settings, flags
+):
+    lines = corpus(6, seed=4)
+    response = nat.post("/translate", json={"sentences": lines, **settings})
+    assert response.status_code == 200, response.text
+    got = response.json()["results"]
+    want = decode_cli(checkpoints["nat"], lines, *flags)
+    assert [[h["ids"] for h in g["hypotheses"]] for g in got] == [
+        [h["ids"] for h in w["hypotheses"]] for w in want
+    ]
+    assert nat.get("/health").json()["decode"]["mode"] == "mask-predict"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"mode": "beam"}, "mode: beam: this model is non-autoregressive"),
+        ({"beam": 4}, "beam: not a mask-predict setting"),
+        ({"constraints": [["x"]]}, "constraints: not a mask-predict setting"),
+        ({"length_beam": 2, "nbest": 3}, "nbest: 3 exceeds the 2 length candidate(s)"),
+        ({"iterations": 101}, "iterations: 101, at most 100"),
+    ],
+)
+def test_mask_predict_refusals_are_one_line_400s(nat, seq2seq, body, message):
+    response = nat.post("/translate", json={"sentences": ["a cat"], **body})
+    assert response.status_code == 400 and response.json()["error"].startswith(message)
+    client, _, _ = seq2seq
+    for wrong in ({"mode": "mask-predict"}, {"iterations": 4}):
+        response = client.post("/translate", json={"sentences": ["a cat"], **wrong})
+        assert response.status_code == 400
+        assert "a mask-predict setting; this model is autoregressive" in response.json()["error"]
+
+
 def test_constraints_over_http(seq2seq):
     client, engine, _ = seq2seq
     body = {"sentences": ["the cat", "a dog sat"], "constraints": [["moon"], []], "beam": 4}

@@ -48,6 +48,8 @@ def serve(checkpoints: tuple[Path, ...], **opts: Any) -> None:
     /translate body: {"sentences": [...], "mode": "greedy"|"beam"|"sample", "beam", "nbest",
       "length_penalty", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram", "temperature",
       "top_k", "top_p", "seed", "constraints": [[phrase, ...] per sentence] (beam)}
+      a non-autoregressive checkpoint: "mode": "mask-predict", "iterations", "length_beam",
+      "nbest", "max_len_a", "max_len_b", "min_len"
     answer: {"model", "results": [{"source", "hypotheses": [{"text", "score", "tokens", "ids"}]}]}
     /fill-mask body: {"sentences": [...], "topk"}; answer: {"model", "results": [{"source",
       "filled", "masks": [[{"id", "token", "prob"}]]}]}
@@ -62,6 +64,7 @@ def serve(checkpoints: tuple[Path, ...], **opts: Any) -> None:
            -d '{"sentences": ["three hundred and five"], "beam": 4, "nbest": 2}'
       curl -s localhost:8080/health
       tfcli serve runs/bert-mini --port 8081     # then POST /fill-mask
+      tfcli serve runs/nat-demo --port 8082      # mask-predict: {"sentences": [...], "iterations": 4}
       tfcli serve runs/demo-tiny --max-batch-requests 1    # one request at a time
     """
     try:

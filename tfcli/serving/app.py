@@ -61,7 +61,7 @@ def create_app(engine: Engine, batcher: Batcher, limits: Limits) -> FastAPI:
     async def translate(req: TranslateRequest) -> dict[str, Any]:
         if engine.kind != "seq2seq":
             raise BadRequest("this server's checkpoint is a masked LM; POST /fill-mask instead")
-        job = translate_job(req, engine.defaults, limits)
+        job = translate_job(req, engine.defaults, limits, engine.non_autoregressive)
         results = await _run(batcher, job, engine.source_tokens(job.sentences))
         tok = engine.toks["tgt"]
         return {"model": engine.name, "results": [_translation(r, tok) for r in results]}

@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from tfcli.decoding.mask_predict import MaskPredictTranslator
 from tfcli.decoding.translate import Filled, MaskFiller, Translation, Translator
-from tfcli.errors import CheckpointError, TfcliError
+from tfcli.errors import TfcliError
 from tfcli.recipe.schema import DecodeConfig
 
 
@@ -65,6 +66,8 @@ class Engine:
         self.kind = meta.get("kind", "seq2seq")
         self.toks = load_tokenizers(meta)
         self.defaults = checkpoint_decode_config(meta)
+        # decodes every token at once (mask-predict); the requests' settings differ
+        self.non_autoregressive = (meta.get("model") or {}).get("decoder") == "non_autoregressive"
 
     @classmethod
     def load(cls, paths: Sequence[Path], device: torch.device) -> Engine:
@@ -74,11 +77,6 @@ class Engine:
 
         metas = [read_meta(p) for p in paths]
         check_members(paths, metas)
-        if (metas[0].get("model") or {}).get("decoder") == "non_autoregressive":
-            raise CheckpointError(
-                f"{paths[0]}: tfcli serve runs step-by-step searches; decode this "
-                "non-autoregressive checkpoint with `tfcli decode --mode mask-predict`"
-            )
         model, meta = load_members(paths, device)
         return cls(model, meta, " + ".join(str(p) for p in paths))
 
@@ -129,7 +127,8 @@ class Engine:
             filler = MaskFiller(self.model, self.toks["src"], first.topk, self.defaults.max_tokens)
             flat: list[Translation] | list[Filled] = filler.fill_chunk(lines)
         else:
-            translator = Translator(self.model, self.toks["src"], self.toks["tgt"], first.cfg)
+            kind = MaskPredictTranslator if self.non_autoregressive else Translator
+            translator = kind(self.model, self.toks["src"], self.toks["tgt"], first.cfg)
             cons = None
             if any(job.constraints for job in jobs):
                 cons = [c for job in jobs for c in (job.constraints or [[]] * len(job.sentences))]

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tfcli.decoding.constraints import MAX_PHRASES
-from tfcli.recipe.schema import DecodeConfig, SearchMode
+from tfcli.recipe.schema import DecodeConfig, NatLength, SearchMode
 from tfcli.serving.engine import FillJob, TranslateJob
 
 
@@ -36,6 +36,7 @@ class Limits:
     max_beam: int = 32
     max_nbest: int = 32
     max_topk: int = 100
+    max_iterations: int = 100  # mask-predict passes
 
 
 class _Strict(BaseModel):
@@ -46,8 +47,10 @@ class TranslateRequest(_Strict):
     """POST /translate. Unset settings take the checkpoint's decode section."""
 
     sentences: list[str] = Field(min_length=1)
-    mode: Literal["greedy", "beam", "sample"] | None = None
+    mode: Literal["greedy", "beam", "sample", "mask-predict"] | None = None
     beam: int | None = Field(None, ge=1)
+    iterations: int | None = Field(None, ge=1)  # mask-predict (non-autoregressive models)
+    length_beam: int | None = Field(None, ge=1)
     nbest: int | None = Field(None, ge=1)
     length_penalty: float | None = None
     max_len_a: float | None = Field(None, ge=0)
@@ -72,8 +75,11 @@ _SETTING = {  # request field -> DecodeConfig field
     "beam": "beam_size", "nbest": "nbest", "length_penalty": "length_penalty",
     "max_len_a": "max_len_a", "max_len_b": "max_len_b", "min_len": "min_len",
     "no_repeat_ngram": "no_repeat_ngram", "temperature": "temperature", "top_k": "top_k",
-    "top_p": "top_p", "seed": "seed",
+    "top_p": "top_p", "seed": "seed", "iterations": "iterations", "length_beam": "length_beam",
 }  # fmt: skip
+_AR_ONLY = ("beam", "length_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p",
+            "seed", "constraints")  # fmt: skip
+_NAT_ONLY = ("iterations", "length_beam")
 
 
 def check_sentences(sentences: list[str], limits: Limits) -> None:
@@ -88,10 +94,20 @@ def check_sentences(sentences: list[str], limits: Limits) -> None:
             raise BadRequest(f"sentences[{i}]: one sentence per item, without line breaks")
 
 
-def translate_job(req: TranslateRequest, defaults: DecodeConfig, limits: Limits) -> TranslateJob:
-    """The decode job of a validated body, or BadRequest naming the field."""
+def translate_job(
+    req: TranslateRequest, defaults: DecodeConfig, limits: Limits, non_autoregressive: bool = False
+) -> TranslateJob:
+    """The decode job of a validated body, or BadRequest naming the field. A
+    `non_autoregressive` model takes the mask-predict settings only, the others the rest."""
     check_sentences(req.sentences, limits)
-    given = {_SETTING[k]: v for k, v in req.model_dump().items() if k in _SETTING and v is not None}
+    body = req.model_dump()
+    given = {_SETTING[k]: v for k, v in body.items() if k in _SETTING and v is not None}
+    if non_autoregressive:
+        return TranslateJob(list(req.sentences), _mask_predict(req, body, defaults, given, limits))
+    if req.mode == SearchMode.MASK_PREDICT.value or any(body[k] is not None for k in _NAT_ONLY):
+        field = "mode" if req.mode == SearchMode.MASK_PREDICT.value else next(
+            k for k in _NAT_ONLY if body[k] is not None)  # fmt: skip
+        raise BadRequest(f"{field}: a mask-predict setting; this model is autoregressive")
     if req.mode is not None:
         given["mode"] = SearchMode(req.mode)
     cfg = dataclasses.replace(defaults, **given)
@@ -108,6 +124,33 @@ def translate_job(req: TranslateRequest, defaults: DecodeConfig, limits: Limits)
     if req.constraints is not None:
         _check_constraints(req.constraints, len(req.sentences), cfg, limits)
     return TranslateJob(list(req.sentences), cfg, req.constraints)
+
+
+def _mask_predict(
+    req: TranslateRequest, body: dict, defaults: DecodeConfig, given: dict, limits: Limits
+) -> DecodeConfig:
+    """The settings of a request to a non-autoregressive model (mask-predict)."""
+    if req.mode not in (None, SearchMode.MASK_PREDICT.value):
+        raise BadRequest(
+            f"mode: {req.mode}: this model is non-autoregressive; it decodes with mask-predict"
+        )
+    wrong = [k for k in _AR_ONLY if body[k] is not None]
+    if wrong:
+        raise BadRequest(
+            f"{wrong[0]}: not a mask-predict setting (its settings: iterations, length_beam, "
+            "nbest, max_len_a, max_len_b, min_len)"
+        )
+    cfg = dataclasses.replace(defaults, **given, mode=SearchMode.MASK_PREDICT)
+    if cfg.iterations > limits.max_iterations:
+        raise BadRequest(f"iterations: {cfg.iterations}, at most {limits.max_iterations}")
+    if cfg.length_beam > limits.max_beam:
+        raise BadRequest(f"length_beam: {cfg.length_beam}, at most {limits.max_beam}")
+    fixed = cfg.length_ratio > 0 or cfg.length is not NatLength.PREDICT
+    most = 1 if fixed else cfg.length_beam
+    if cfg.nbest > most:
+        raise BadRequest(f"nbest: {cfg.nbest} exceeds the {most} length candidate(s); raise "
+                         "length_beam")  # fmt: skip
+    return cfg
 
 
 def _check_constraints(cons: list[list[str]], n: int, cfg: DecodeConfig, limits: Limits) -> None:
