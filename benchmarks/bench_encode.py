@@ -1,32 +1,38 @@
-"""`tfcli encode` end to end vs sentencepiece vs HF tokenizers, side by side, plus a memory check.
+"""`tfcli encode` end to end vs sentencepiece (vs HF tokenizers), every vocabulary kind, side by side.
 
-On the deterministic multilingual corpus of benchmarks/corpus.py (20 MB by default):
+On the deterministic multilingual corpus of benchmarks/corpus.py, for each vocabulary kind
+(`--kinds`, default all three) and corpus size (`--sizes`, default 20 and 200 MB):
 
-* tfcli: `tfcli encode --text CORPUS --tokenizer tok.json -o OUT --force` in a fresh process,
-  wall clock from process start to exit: imports, line counting, tokenizing, writing the .bin/.idx
-  shards and meta.json;
-* sentencepiece: a BPE model of the same vocabulary size trained here (with --vocab-from
-  sentencepiece, the one model every contender uses: tfcli and tokenizers read the
-  tokenizer.json `tfcli tokenize --from-spm` makes of it, so all count the same ids), `sp.encode(lines,
-  out_type=int, num_threads=2)` in this process on lines already read (reading the file is
-  timed too, writing nothing);
-* tokenizers: the same tokenizer.json as tfcli, `encode_batch` / `encode_batch_fast` in chunks
-  of 10k lines in this process (rayon threads on every core), ids collected, nothing written.
+* tokenizers: a BPE tokenizer trained by `tfcli tokenize` (tfcli's default); sentencepiece
+  encodes with its own BPE model of the same vocabulary size trained here (other ids);
+* spm-bpe / spm-unigram: one sentencepiece model (trained with tfcli's special ids) used by
+  both: sentencepiece encodes with it, tfcli with the tokenizer.json `tfcli tokenize --from-spm`
+  makes of it (the .model stays beside it), so both count the same ids.
 
-Contenders alternate round after round, so load from other jobs on a shared machine hits all
-alike; medians and best times are printed with tokens/s and ratios to sentencepiece, and the
-CPU seconds each used (process and children, all threads), which a loaded machine disturbs
-far less than wall time.
+Contenders, alternating round after round so load from other jobs hits all alike:
 
-Memory: peak RSS of `tfcli encode` on the corpus and on one 10x larger, as the largest single
-process (getrusage of a wrapper process) and as the whole process tree (workers included,
-sampled every 20 ms from /proc). The 10x corpus must raise the peak by less than 20%.
+* tfcli: `tfcli encode --text CORPUS --tokenizer tok.json -o OUT --force` in a fresh process
+  (`-j auto` = one worker per core), wall clock from process start to exit: imports, line
+  counting, tokenizing, writing the .bin/.idx shards and meta.json;
+* `--with-fallback`: the same with TFCLI_NATIVE=0 (HF's model for unseen words, no C extension),
+  on the smallest corpus;
+* sentencepiece: `sp.encode(lines, out_type=int, num_threads=2)` in this process on the lines
+  read from the file (reading timed too, writing nothing);
+* `--with-hf`: tokenizers' `encode_batch` / `encode_batch_fast` in chunks of 10k lines.
+
+Medians of wall seconds and of CPU seconds (process and children, all threads: what a loaded
+machine disturbs far less) are printed with their ratios to sentencepiece (>= 1: tfcli as fast).
+
+Agreement (unless --no-check): the ids tfcli wrote for the smallest corpus, line by line,
+against HF tokenizers' `encode_batch` on the same tokenizer.json (and the number of ids against
+sentencepiece's for the spm kinds). Memory (unless --skip-memory): peak RSS of `tfcli encode`
+on the smallest and largest size, as the largest single process and as the process tree
+(sampled every 20 ms); the larger corpus must raise the peak by less than 20%.
 
 Encoding is CPU work: there is no GPU variant. Run:
 
-    python benchmarks/bench_encode.py                      # 20 MB, 200 MB for the memory check
-    python benchmarks/bench_encode.py --mb 5 --big-mb 50 --rounds 3
-    python benchmarks/bench_encode.py --vocab-from sentencepiece --spm-type unigram --skip-hf
+    python benchmarks/bench_encode.py                              # all kinds, 20 and 200 MB
+    python benchmarks/bench_encode.py --kinds spm-unigram --sizes 5 --rounds 2 --skip-memory
 """
 
 from __future__ import annotations
@@ -105,11 +111,14 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_tfcli(corpus: Path, tok: Path, out: Path, workers: int | None) -> tuple[float, int]:
+def run_tfcli(
+    corpus: Path, tok: Path, out: Path, workers: int | None, native: bool = True
+) -> tuple[float, int]:
     cmd = [TFCLI, "encode", "--text", str(corpus), "--tokenizer", str(tok), "-o", str(out)]
     cmd += ["--force", "--min-len", "0"] + (["-j", str(workers)] if workers else [])
+    env = {**os.environ, "TFCLI_QUIET": "1", "TFCLI_NATIVE": "1" if native else "0"}
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, "TFCLI_QUIET": "1"})
+    subprocess.run(cmd, check=True, env=env)
     dt = time.perf_counter() - t
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     return dt, meta["num_tokens"]["text"]
@@ -197,113 +206,159 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+KINDS = ("tokenizers", "spm-bpe", "spm-unigram")
+
+
+def _vocabulary(kind: str, corpus: Path, vocab: int, work: Path) -> tuple[Path, Path]:
+    """(tfcli's tokenizer.json, sentencepiece's .model) for a vocabulary kind."""
+    if kind == "tokenizers":
+        return _tfcli_tokenizer(corpus, vocab, work), _sp_model(corpus, vocab, work)
+    spm_type = kind.removeprefix("spm-")
+    sp_model = _sp_model(corpus, vocab, work, True, spm_type)
+    tok = work / f"tok-spm-{spm_type}-{vocab}" / "tokenizer.json"
+    if not tok.exists():
+        cmd = [TFCLI, "tokenize", "--from-spm", str(sp_model), "-o", str(tok)]
+        subprocess.run(cmd, check=True, env={**os.environ, "TFCLI_QUIET": "1"})
+    return tok, sp_model
+
+
+def check_agreement(corpus: Path, tok: Path, out: Path, sp_model: Path | None) -> str:
+    """tfcli's shard (written by the last run on `corpus`) against HF tokenizers line by line."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    sys.path.insert(0, str(ROOT))
+    from tfcli.data.split import open_split
+
+    arr = open_split(out).text
+    lines = _lines(corpus)
+    tk = Tokenizer.from_file(str(tok))
+    same = total = 0
+    for i in range(0, len(lines), 10_000):
+        encs = tk.encode_batch(lines[i : i + 10_000], add_special_tokens=False)
+        for j, e in enumerate(encs):
+            total += 1
+            same += np.array_equal(arr[i + j], np.asarray(e.ids, dtype=arr.ids.dtype))
+    hf_ids = "" if len(arr) == len(lines) else f" (tfcli kept {len(arr)} of {len(lines)} lines)"
+    text = (
+        f"{same:,} / {total:,} lines identical to HF tokenizers ({100 * same / total:.3f}%){hf_ids}"
+    )
+    if sp_model is not None:
+        import sentencepiece as spm
+
+        n_sp = sum(map(len, spm.SentencePieceProcessor(model_file=str(sp_model)).encode(lines)))
+        text += f"; {arr.num_tokens:,} ids, sentencepiece {n_sp:,}"
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mb", type=float, default=20.0, help="corpus size in MB (default 20)")
-    ap.add_argument("--big-mb", type=float, default=200.0, help="10x corpus for the memory check")
-    ap.add_argument("--vocab", type=int, default=8000, help="vocabulary size of both models")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="comma list of " + ", ".join(KINDS))
+    ap.add_argument("--sizes", default="20,200", help="corpus sizes in MB, comma list")
+    ap.add_argument("--vocab", type=int, default=8000, help="vocabulary size of all models")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per contender")
     ap.add_argument("--workers", type=int, default=None, help="tfcli encode -j (default: auto)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tfcli-bench-encode"))
-    ap.add_argument("--skip-memory", action="store_true", help="no 10x memory check")
+    ap.add_argument("--skip-memory", action="store_true", help="no peak-memory check")
+    ap.add_argument("--no-check", action="store_true", help="no id agreement check")
+    ap.add_argument("--with-hf", action="store_true", help="also time HF encode_batch(_fast)")
     ap.add_argument(
-        "--vocab-from",
-        choices=["tokenizers", "sentencepiece"],
-        default="tokenizers",
-        help="sentencepiece: tfcli and tokenizers encode with the tokenizer.json imported "
-        "(`tfcli tokenize --from-spm`) from sentencepiece's own model",
-    )
-    ap.add_argument(
-        "--spm-type",
-        choices=["bpe", "unigram"],
-        default="bpe",
-        help="with --vocab-from sentencepiece: the model type sentencepiece trains",
-    )
-    ap.add_argument(
-        "--skip-hf",
-        action="store_true",
-        help="time only tfcli and sentencepiece (the goal's pair; HF's two take most of a run)",
+        "--with-fallback", action="store_true", help="also time tfcli with TFCLI_NATIVE=0"
     )
     ap.add_argument("--out", type=Path, default=None, help="append a markdown report here")
     args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if bad := [k for k in kinds if k not in KINDS]:
+        raise SystemExit(f"--kinds: unknown {bad}; choose from {', '.join(KINDS)}")
+    sizes = [float(x) for x in args.sizes.split(",") if x]
     args.work.mkdir(parents=True, exist_ok=True)
-    corpus = _corpus(args.work, args.mb)
-    if args.vocab_from == "sentencepiece":  # one vocabulary for all: the ids are identical
-        sp_model = _sp_model(corpus, args.vocab, args.work, True, args.spm_type)
-        tok = args.work / f"tok-spm-{args.spm_type}-{args.vocab}" / "tokenizer.json"
-        cmd = [TFCLI, "tokenize", "--from-spm", str(sp_model), "-o", str(tok)]
-        subprocess.run(cmd, check=True, env={**os.environ, "TFCLI_QUIET": "1"})
-    else:
-        tok = _tfcli_tokenizer(corpus, args.vocab, args.work)
-        sp_model = _sp_model(corpus, args.vocab, args.work)
+    corpora = {mb: _corpus(args.work, mb) for mb in sizes}
+    vocabs = {k: _vocabulary(k, corpora[sizes[0]], args.vocab, args.work) for k in kinds}
     out = args.work / "encoded"
-    contenders = {
-        "tfcli encode (end to end, writes shards)": lambda: run_tfcli(
-            corpus, tok, out, args.workers
-        ),
-        "sentencepiece encode(num_threads=2)": lambda: run_sp(corpus, sp_model),
-        "tokenizers encode_batch": lambda: run_hf(corpus, tok, fast=False),
-        "tokenizers encode_batch_fast": lambda: run_hf(corpus, tok, fast=True),
-    }
-    if args.skip_hf:
-        contenders = {k: v for k, v in contenders.items() if not k.startswith("tokenizers")}
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    cpus: dict[str, list[float]] = {k: [] for k in contenders}
-    tokens: dict[str, int] = {}
+    cells: dict[tuple[str, float], dict] = {}
+    for k in kinds:
+        tok, sp_model = vocabs[k]
+        for mb, corpus in corpora.items():
+            c = {
+                "tfcli": lambda corpus=corpus, tok=tok: run_tfcli(corpus, tok, out, args.workers),
+                "sentencepiece": lambda corpus=corpus, m=sp_model: run_sp(corpus, m),
+            }
+            if args.with_fallback and mb == sizes[0]:
+                c["tfcli, TFCLI_NATIVE=0"] = lambda corpus=corpus, tok=tok: run_tfcli(
+                    corpus, tok, out, args.workers, native=False
+                )
+            if args.with_hf:
+                c["tokenizers encode_batch"] = lambda corpus=corpus, tok=tok: run_hf(
+                    corpus, tok, fast=False
+                )
+                c["tokenizers encode_batch_fast"] = lambda corpus=corpus, tok=tok: run_hf(
+                    corpus, tok, fast=True
+                )
+            cells[(k, mb)] = {
+                n: {"fn": f, "wall": [], "cpu": [], "tokens": 0} for n, f in c.items()
+            }
     load_before = _load()
     for r in range(args.rounds):
-        for name, fn in contenders.items():
-            c = _cpu()
-            dt, n = fn()
-            cpus[name].append(_cpu() - c)
-            times[name].append(dt)
-            tokens[name] = n
-            print(
-                f"round {r + 1}: {name}: {dt:.2f} s, {n / dt / 1e6:.2f} M tokens/s, "
-                f"{cpus[name][-1]:.2f} CPU s",
-                flush=True,
-            )
+        for (k, mb), cell in cells.items():
+            for name, res in cell.items():
+                c0 = _cpu()
+                dt, n = res["fn"]()
+                res["cpu"].append(_cpu() - c0)
+                res["wall"].append(dt)
+                res["tokens"] = n
+                print(
+                    f"round {r + 1}: {k} {mb:g} MB {name}: {dt:.2f} s, {res['cpu'][-1]:.2f} CPU s,"
+                    f" {n:,} tokens, load {_load()}",
+                    flush=True,
+                )
     load_after = _load()
-    sp_name = "sentencepiece encode(num_threads=2)"
-    sp_med = statistics.median(times[sp_name])
-    sp_cpu = statistics.median(cpus[sp_name])
-    rows = []
-    for name, ts in times.items():
-        med, best, cpu = statistics.median(ts), min(ts), statistics.median(cpus[name])
-        rate = tokens[name] / med / 1e6
-        rows.append(
-            f"| {name} | {tokens[name]:,} | {med:.2f} | {best:.2f} | {rate:.2f} "
-            f"| {sp_med / med:.2f} | {cpu:.2f} | {sp_cpu / cpu:.2f} |"
-        )
+    med = statistics.median
     report = [
-        f"## {args.mb:g} MB corpus, vocab {args.vocab}, {args.rounds} rounds ({date.today()})",
+        f"### {', '.join(kinds)}; {', '.join(f'{mb:g}' for mb in sizes)} MB; vocab {args.vocab}; "
+        f"{args.rounds} rounds ({date.today()})",
         "",
-        f"- Load average before/after: {load_before} / {load_after} (2 cores shared)",
-        f"- tfcli workers: {args.workers or 'auto'}; vocabulary from {args.vocab_from}"
-        + (f" ({args.spm_type})" if args.vocab_from == "sentencepiece" else "")
-        + ("; tokens differ between models (own vocab)" if args.vocab_from == "tokenizers" else ""),
+        f"- Load average before/after: {load_before} / {load_after} ({os.cpu_count()} cores)",
+        f"- tfcli workers: {args.workers or 'auto'}; sentencepiece num_threads=2",
         "",
-        "| contender | tokens | median s | best s | M tokens/s (median) | speed vs sentencepiece "
-        "| CPU s (median) | CPU efficiency vs sentencepiece |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
+        "| vocabulary | MB | contender | tokens | median s | best s | CPU s (median) "
+        "| speed vs spm | CPU vs spm |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    if not args.skip_memory:
-        big = _corpus(args.work, args.big_mb)
-        small_rss = peak_rss(corpus, tok, out, args.workers)
-        big_rss = peak_rss(big, tok, args.work / "encoded-big", args.workers)
-        grow_single = big_rss[0] / small_rss[0] - 1
-        grow_tree = big_rss[1] / small_rss[1] - 1
+    for (k, mb), cell in cells.items():
+        sp = cell["sentencepiece"]
+        for name, res in cell.items():
+            w, cpu = med(res["wall"]), med(res["cpu"])
+            report.append(
+                f"| {k} | {mb:g} | {name} | {res['tokens']:,} | {w:.2f} | {min(res['wall']):.2f} "
+                f"| {cpu:.2f} | {med(sp['wall']) / w:.2f} | {med(sp['cpu']) / cpu:.2f} |"
+            )
+    if not args.no_check:
+        report.append("")
+        small = corpora[sizes[0]]
+        for k in kinds:
+            tok, sp_model = vocabs[k]
+            run_tfcli(small, tok, out, args.workers)
+            agree = check_agreement(small, tok, out, None if k == "tokenizers" else sp_model)
+            report.append(f"- ids, {k}, {sizes[0]:g} MB: {agree}")
+            print(report[-1], flush=True)
+    if not args.skip_memory and len(sizes) > 1:
         report += [
             "",
-            "| corpus | peak RSS largest process MiB | peak RSS process tree MiB | seconds |",
-            "|---|---:|---:|---:|",
-            f"| {args.mb:g} MB | {small_rss[0] / 1024:.0f} | {small_rss[1] / 1024:.0f} | {small_rss[2]:.1f} |",
-            f"| {args.big_mb:g} MB | {big_rss[0] / 1024:.0f} | {big_rss[1] / 1024:.0f} | {big_rss[2]:.1f} |",
-            "",
-            f"- Peak RSS growth for {args.big_mb / args.mb:g}x the input: largest process "
-            f"{100 * grow_single:+.1f}%, process tree {100 * grow_tree:+.1f}% (limit +20%)",
+            "| vocabulary | MB | peak RSS largest process MiB | peak RSS process tree MiB | seconds |",
+            "|---|---:|---:|---:|---:|",
         ]
+        for k in kinds:
+            tok = vocabs[k][0]
+            a = peak_rss(corpora[sizes[0]], tok, out, args.workers)
+            b = peak_rss(corpora[sizes[-1]], tok, args.work / "encoded-big", args.workers)
+            for mb, x in ((sizes[0], a), (sizes[-1], b)):
+                report.append(
+                    f"| {k} | {mb:g} | {x[0] / 1024:.0f} | {x[1] / 1024:.0f} | {x[2]:.1f} |"
+                )
+            report.append(
+                f"| {k} | growth | {100 * (b[0] / a[0] - 1):+.1f}% | {100 * (b[1] / a[1] - 1):+.1f}% "
+                "| (limit +20%) |"
+            )
     text = "\n".join(report)
     print("\n" + text)
     if args.out:

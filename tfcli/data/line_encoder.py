@@ -1,14 +1,17 @@
 """Lines -> subword ids, id for id what the tokenizer gives, with a per-word cache.
 
 `LineEncoder` is the hot loop of `tfcli encode` (see `tfcli.data.encoding`): for Metaspace
-tokenizers it tokenizes each distinct word once and gathers cached ids with numpy.
+tokenizers it tokenizes each distinct word once, natively where the C extension supports the
+model (see native_segmenter below), else with HF's model, and gathers cached ids with numpy.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import struct
 import unicodedata
 from dataclasses import dataclass
 from itertools import chain
@@ -87,7 +90,10 @@ class LineEncoder:
     Call it on a list of n lines; it returns `(ids (sum(lengths),) uint32, lengths (n,) int64)`.
 
     For Metaspace tokenizers (all of tfcli's) it keeps a cache word -> ids and tokenizes only
-    unseen words with the tokenizer's own model. A chunk is normalized in one call, its words
+    unseen words. Where the C extension supports the model (BPE and Unigram, see
+    native_segmenter below) the split, the cache and the segmentation of unseen words all run
+    natively, one call per chunk (`word_path` "native"). Otherwise unseen words go through the
+    tokenizer's own model (`word_path` "tokenizers"): a chunk is normalized in one call, its words
     are found and hashed with numpy on the text's code points, looked up in a sorted key array
     and their ids gathered, so no Python code runs per cached word. Words are keyed by two
     independent 64-bit hashes and their length: mixing two words up would take a 128-bit
@@ -112,7 +118,19 @@ class LineEncoder:
         if self.plan is not None and self.plan.norm:  # (the whitespace steps are done in Python)
             self._normalizer = normalizers.Sequence([self._norm_step(n) for n in self.plan.norm])
             self._keeps_newline = self._normalizer.normalize_str("a\nb") == "a\nb"
-        self._sp = _spm_encoder(self.tok.to_str(), cfg, Path(tok_path))
+        self._screen = None  # (precompiled_screen below) for a lone Precompiled
+        if self.plan is not None and self.plan.norm == ("Precompiled",):
+            self._screen = precompiled_screen(base64.b64decode(self.plan.charsmap))
+        # unseen words: one native call per chunk (see native_segmenter below) where it supports the
+        # model, else HF's Model.tokenize per word; `word_path` says which
+        split = self.plan is not None and self.plan.split_more
+        self._native = None if self.plan is None or split else native_segmenter(cfg, SPACE)
+        self.word_path = "native" if self._native is not None else "tokenizers"
+        if self.plan is None:
+            self.word_path = "full"  # every line through the tokenizer (encode_batch_fast)
+        # sentencepiece's own encoder for its BPE models, but only without the native path,
+        # which is faster (benchmarks/results/encode.md) and HF's ids by construction
+        self._sp = None if self._native else _spm_encoder(self.tok.to_str(), cfg, Path(tok_path))
         self._reset()
 
     def _norm_step(self, name: str) -> normalizers.Normalizer:
@@ -203,7 +221,8 @@ class LineEncoder:
 
     def _normalize(self, text: str) -> str:
         text = self._normalize_chars(text)
-        if self.plan.spaces:  # per line: strip, collapse (SPACES), in C string operations
+        if self.plan.spaces and self._native is None:  # (else done natively, see _cached)
+            # per line: strip, collapse (SPACES), in C string operations
             if "  " in text:
                 text = _SPACE_RUNS.sub(" ", text)  # now one space at most at each line end
             text = text.replace(" \n", "\n").replace("\n ", "\n").strip(" ")
@@ -213,6 +232,8 @@ class LineEncoder:
         norm = self.plan.norm
         if not norm:
             return text
+        if self._screen is not None and "\r" not in text:  # ('\r\n' is one grapheme)
+            return self._normalize_screened(text)
         if not self._keeps_newline:  # nmt_nfkc maps '\n' to ' ': normalize line by line
             return "\n".join(map(self._normalizer.normalize_str, text.split("\n")))
         if len(norm) > 1 or norm[0] in ("Lowercase", "Precompiled"):
@@ -230,6 +251,18 @@ class LineEncoder:
             return self._normalizer.normalize_str(text)
         for i, line in zip(bad, fixed, strict=True):
             lines[i] = line
+        return "\n".join(lines)
+
+    def _normalize_screened(self, text: str) -> str:
+        """Precompiled on the lines where one of its keys can match (a few percent of the text),
+        the others kept as they are: they cannot change (see precompiled_screen)."""
+        rows = self._screen.rows(text)
+        if not rows:
+            return text
+        lines = text.split("\n")
+        normalize = self._normalizer.normalize_str
+        for r in rows:
+            lines[r] = normalize(lines[r])
         return "\n".join(lines)
 
     def _rows_with_added(self, text: str, norm: str) -> list[int]:
@@ -279,6 +312,9 @@ class LineEncoder:
         """Ids of n_rows non-empty normalized rows joined by '\\n', via the word cache."""
         if n_rows == 0:
             return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        if self._native is not None:  # the same split and cache, in C (see native_segmenter below)
+            plan = self.plan
+            return self._native.rows(norm, n_rows, plan.prepend_all, plan.spaces, self.cache_words)
         if self._n > self.cache_words:
             self._evict()
         # Metaspace on code points: a word starts at each space or '▁' and at a row start
@@ -311,6 +347,18 @@ class LineEncoder:
         ids = self._table[_ranges(starts, per_word)]
         return ids, np.bincount(row, weights=per_word, minlength=n_rows).astype(np.int64)
 
+    def _tokenize_words(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """HF's model on each word: (ids, ids per word)."""
+        tokenize = self._model.tokenize
+        if self.plan is not None and self.plan.split_more:
+            pre = self._pre.pre_tokenize_str
+            rows = [[t.id for p, _ in pre(SPACE + w) for t in tokenize(p)] for w in words]
+        else:
+            rows = [[t.id for t in tokenize(SPACE + w)] for w in words]
+        lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
+        return new_ids, lens
+
     def _lookup(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
         """Word index per key, -1 where not cached."""
         if self._n == 0:
@@ -321,14 +369,7 @@ class LineEncoder:
 
     def _learn(self, words: list[str], key1: np.ndarray, key2: np.ndarray) -> None:
         """Tokenize unseen words as the model sees them ('▁' + word) into the cache."""
-        tokenize = self._model.tokenize
-        if self.plan is not None and self.plan.split_more:
-            pre = self._pre.pre_tokenize_str
-            rows = [[t.id for p, _ in pre(SPACE + w) for t in tokenize(p)] for w in words]
-        else:
-            rows = [[t.id for t in tokenize(SPACE + w)] for w in words]
-        lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        new_ids = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=int(lens.sum()))
+        new_ids, lens = self._tokenize_words(words)
         n0, n1, used = self._n, self._n + len(words), self._used
         self._table = _grow(self._table, used + len(new_ids))
         self._starts, self._ends, self._hits = (
@@ -349,9 +390,11 @@ def _spm_encoder(tok_json: str, cfg: dict, tok_path: Path):
     """sentencepiece's processor for a BPE tokenizer.json proven to be the conversion of the
     .model kept beside it (`tfcli.tokenizer.spm.made_from`), else None.
 
-    The two encode alike on every line measured (benchmarks/results/encode.md) and
-    sentencepiece is faster. Unigram keeps the word cache: a tie between two segmentations of
-    equal score (`333` = `33 3` or `3 33`) is broken differently by the two libraries."""
+    Used only where the native segmenter is not (no C extension, TFCLI_NATIVE=0): the two
+    encode alike on every line measured (benchmarks/results/encode.md) and sentencepiece is
+    faster than HF's per-word path, slower than the native one. Unigram keeps the word cache: a
+    tie between two segmentations of equal score (`333` = `33 3` or `3 33`) is broken
+    differently by the two libraries."""
     if (cfg.get("model") or {}).get("type") != "BPE":
         return None
     from tfcli.tokenizer.spm import made_from
@@ -403,3 +446,138 @@ def _grow(arr: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros(max(size, 2 * len(arr)), dtype=arr.dtype)
     out[: len(arr)] = arr
     return out
+
+
+# --- the native segmenter (the C extension tfcli.data._segment) --------------------------------
+#
+# Distinct words -> subword ids in one native call, id for id what HF tokenizers' model gives.
+#
+# `LineEncoder` (above) tokenizes each distinct word of a corpus once; calling
+# HF's `Model.tokenize` per word from Python cost about 15 µs a word (two thirds of a worker's
+# CPU on a 20 MB corpus), most of it building `Token` objects. `native_segmenter` hands the
+# model's tables to the C extension `tfcli.data._segment` once, which then segments a whole
+# batch of words per call with HF's own algorithms (BPE merges from a (rank, position) heap;
+# Unigram's optimized Viterbi with its tie-breaking and unknown-run fusing; byte fallback).
+#
+# It covers the models tfcli produces: BPE (tfcli's trainer, sentencepiece imports) without
+# dropout or continuation prefix/suffix, and Unigram with an unknown id. For anything else, or
+# when the extension was not built (no C compiler at install time) or TFCLI_NATIVE=0 is set,
+# it returns None and the caller keeps HF's model: same ids, slower.
+
+try:
+    from tfcli.data import _segment
+except ImportError:  # built at install time when a C compiler is there (setup.py)
+    _segment = None
+
+
+class Segmenter:
+    """Callable: words -> (ids (sum(counts),) uint32, counts (len(words),) int64), the ids of
+    `prefix + word` for each word, back to back."""
+
+    def __init__(self, handle: object, kind: str, prefix: str) -> None:
+        self._handle = handle
+        self.kind = kind  # "BPE" or "Unigram"
+        self.prefix = prefix
+
+    def __call__(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids, counts = _segment.encode(self._handle, words, self.prefix)
+        return np.frombuffer(ids, dtype=np.uint32), np.frombuffer(counts, dtype=np.int64)
+
+    def rows(
+        self, text: str, n_rows: int, prepend_all: bool, squeeze: bool, cache_words: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of `n_rows` non-empty rows joined by '\\n' after a Metaspace('▁') split, each
+        word tokenized as '▁' + word: (ids uint32, ids per row int64). prepend_all: every row
+        starts a word (a final Prepend('▁') normalizer), else rows not starting with ' ' or '▁'.
+        squeeze: sentencepiece's extra-whitespace removal first (tfcli.tokenizer.spm.SPACES:
+        strip ' ' at both ends, collapse runs; a row of spaces gets no ids). Words are cached
+        natively (up to `cache_words`, then the cache starts over)."""
+        ids, lengths = _segment.encode_rows(
+            self._handle, text, n_rows, prepend_all, squeeze, cache_words
+        )
+        return np.frombuffer(ids, dtype=np.uint32), np.frombuffer(lengths, dtype=np.int64)
+
+
+def native_available() -> bool:
+    """Whether the C extension imported and TFCLI_NATIVE does not turn it off."""
+    return _segment is not None and os.environ.get("TFCLI_NATIVE", "1") != "0"
+
+
+def native_segmenter(cfg: dict, prefix: str = "") -> Segmenter | None:
+    """A native segmenter for the model of a tokenizer's JSON `cfg` (as `Tokenizer.to_str()`
+    writes it: scores exactly as the loaded model holds them), or None where unsupported."""
+    if not native_available():
+        return None
+    model = cfg.get("model") or {}
+    kind = model.get("type")
+    if kind == "BPE":
+        handle = _bpe(model)
+    elif kind == "Unigram":
+        handle = _unigram(model)
+    else:
+        return None
+    return None if handle is None else Segmenter(handle, kind, prefix)
+
+
+def _byte_ids(vocab: dict[str, int], on: bool) -> list[int] | None:
+    """Ids of the byte pieces <0x00>..<0xFF> (-1 where missing), or None without byte fallback."""
+    return [vocab.get(f"<0x{b:02X}>", -1) for b in range(256)] if on else None
+
+
+def _bpe(model: dict):
+    if model.get("dropout") or model.get("continuing_subword_prefix"):
+        return None  # (an empty prefix or suffix changes nothing: HF concatenates it)
+    if model.get("end_of_word_suffix"):
+        return None
+    vocab: dict[str, int] = model.get("vocab") or {}
+    unk = model.get("unk_token")
+    if unk is not None and unk not in vocab:
+        return None  # HF fails on the first unknown character; let it say so
+    merges: dict[tuple[int, int], tuple[int, int]] = {}
+    for rank, merge in enumerate(model.get("merges") or []):
+        a, b = merge.split(" ") if isinstance(merge, str) else merge
+        if a not in vocab or b not in vocab or a + b not in vocab:
+            return None  # HF refuses to load such a model; never reached for a loaded one
+        merges[(vocab[a], vocab[b])] = (rank, vocab[a + b])  # a later duplicate wins, as in HF
+    table = [x for (a, b), (rank, new) in merges.items() for x in (a, b, rank, new)]
+    packed = struct.pack(f"<{len(table)}i", *table)
+    unk_id = -1 if unk is None else vocab[unk]
+    byte_ids = _byte_ids(vocab, bool(model.get("byte_fallback")))
+    fuse, ignore = bool(model.get("fuse_unk")), bool(model.get("ignore_merges"))
+    return _segment.bpe(vocab, packed, unk_id, fuse, byte_ids, ignore)
+
+
+def _unigram(model: dict):
+    pieces = model.get("vocab") or []
+    unk_id = model.get("unk_id")
+    if unk_id is None or not pieces or model.get("alpha") or model.get("nbest_size"):
+        return None  # (HF panics on an unknown character without an unknown id)
+    token_to_ids = {p: i for i, (p, _) in enumerate(pieces)}  # a later duplicate wins, as in HF
+    scores = np.array([s for _, s in pieces], dtype=np.float64)
+    unk_score = float(scores.min()) - 10.0  # HF's (and sentencepiece's) unknown penalty
+    byte_ids = _byte_ids(token_to_ids, bool(model.get("byte_fallback")))
+    return _segment.unigram(token_to_ids, scores.tobytes(), int(unk_id), unk_score, byte_ids)
+
+
+class PrecompiledScreen:
+    """The rows of a text that a Precompiled normalizer (sentencepiece's character map) may
+    change; the others it leaves exactly as they are.
+
+    HF's Precompiled replaces a grapheme, or a character of it, only where one of the map's keys
+    matches the text there. The tables say, per code point c, whether c is a one-character key
+    or begins a longer one, and whether c is the second character of some key: a row needs a
+    look only where a key could start. On the corpora measured that is about one row in seven.
+    """
+
+    def __init__(self, charsmap: bytes) -> None:
+        self._first, self._second = _segment.charsmap_screen(charsmap)
+
+    def rows(self, text: str) -> list[int]:
+        """Indices of the rows of `text` (split at '\\n') that may change; the line break
+        itself is the caller's separator and never counts."""
+        return _segment.screen_rows(self._first, self._second, text)
+
+
+def precompiled_screen(charsmap: bytes) -> PrecompiledScreen | None:
+    """A PrecompiledScreen for a charsmap, or None without the extension."""
+    return PrecompiledScreen(charsmap) if native_available() else None
