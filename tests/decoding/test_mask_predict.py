@@ -52,13 +52,12 @@ def reference(model, src_row: list[int], iterations: int, length_beam: int, forc
                 logp[:, list(NEVER_GENERATED)] = float("-inf")
                 logp[: n - 1, EOS] = float("-inf")  # an exact length: </s> only at the end
                 logp[n - 1, [v for v in range(V) if v != EOS]] = float("-inf")
-                before = [tokens[i] for i in todo] if t == 0 else [old[i] for i in todo]
+                before = [old[i] for i in todo] if t > 0 else None
                 for i in todo:
                     probs[i], tokens[i] = (float(x) for x in logp[i].max(-1))
                     tokens[i] = int(tokens[i])
                 if not force and t > 0 and [tokens[i] for i in todo] == before:
                     break
-                old = list(tokens)
             out = tokens[: tokens.index(EOS)] if EOS in tokens else tokens
             found.append((out, sum(probs) / n))
     return sorted(found, key=lambda h: -h[1])
