@@ -68,8 +68,11 @@ def prepare_data(task: str, out: Path, train_pairs: int, test_pairs: int) -> dic
 
 
 def train(recipe: str, run_dir: Path, files: dict[str, Path], steps: int, extra: list[str],
-          threads: int) -> float:  # fmt: skip
-    """`tfcli train` for `steps` updates (validation once, at the end); -> wall seconds."""
+          threads: int, reuse: bool = False) -> float | None:  # fmt: skip
+    """`tfcli train` for `steps` updates (validation once, at the end); -> wall seconds.
+    With `reuse`, a run that already finished `steps` updates is kept (-> None)."""
+    if reuse and _finished(run_dir, steps):
+        return None
     sets = {
         "data.src": f"[{files['train_src']}]", "data.tgt": f"[{files['train_tgt']}]",
         "data.valid_src": f"[{files['valid_src']}]", "data.valid_tgt": f"[{files['valid_tgt']}]",
@@ -87,6 +90,15 @@ def train(recipe: str, run_dir: Path, files: dict[str, Path], steps: int, extra:
     if done.returncode:
         sys.exit(f"train {run_dir} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - began
+
+
+def _finished(run_dir: Path, steps: int) -> bool:
+    """Whether run_dir's metrics record a validation at update `steps` (its last)."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        return False
+    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line]
+    return any(r.get("step") == steps and r.get("split") == "valid" for r in rows)
 
 
 def translators(
@@ -166,10 +178,12 @@ def run_task(task: str, work: Path, args: argparse.Namespace) -> dict:
     recipe, root = RECIPES[task], work / task
     base = [*SMALLER.get(task, []), f"train.max_tokens={args.max_tokens}"]
     ar_extra = [*base, "model.decoder=autoregressive", "decode.mode=beam", "decode.beam_size=5"]
-    seconds = {"AR": train(recipe, root / "ar", files, args.steps, ar_extra, args.threads)}
-    seconds["NAT raw"] = train(recipe, root / "nat", files, args.steps, base, args.threads)
     kd = [*base, f"data.distill_from={root / 'ar'}"]
-    seconds["NAT distilled"] = train(recipe, root / "nat-kd", files, args.steps, kd, args.threads)
+    seconds = {
+        name: train(recipe, root / run, files, args.steps, extra, args.threads, args.reuse)
+        for name, run, extra in (("AR", "ar", ar_extra), ("NAT raw", "nat", base),
+                                 ("NAT distilled", "nat-kd", kd))
+    }  # fmt: skip
     torch.set_num_threads(args.threads)
     runs = {"AR": root / "ar", "NAT raw": root / "nat", "NAT distilled": root / "nat-kd"}
     named = translators(runs, tuple(args.iterations), tuple(args.length_beams))
@@ -215,7 +229,8 @@ def markdown(results: dict, args: argparse.Namespace, cmd: str) -> str:
         t = r["train_seconds"]
         lines += ["", "Training wall time (s, incl. tokenizing, encoding, the one validation; "
                   "NAT distilled incl. distilling): "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in t.items())]  # fmt: skip
+                  + ", ".join(f"{k} {'reused' if v is None else f'{v:.0f}'}"
+                              for k, v in t.items())]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -237,6 +252,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=1000, help="train.max_tokens, every model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep runs in --work that already trained --steps updates (time decoding only)",
+    )
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/nat.md"))
     args = ap.parse_args()
     results = {}

@@ -29,6 +29,16 @@ def test_token_batches_cover_everything_within_budget(budget):
     assert flat == sorted(flat, reverse=True)
 
 
+def test_token_batches_cut_where_padding_would_pass_its_share():
+    lengths = [10, 10, 9, 2, 2, 1]  # one budget holds all six: 60 slots, 26 of them padding
+    assert token_batches(lengths, 1000, pad_share=1.0) == [[0, 1, 2, 3, 4, 5]]
+    batches = token_batches(lengths, 1000, pad_share=0.2)
+    assert batches == [[0, 1, 2], [3, 4, 5]]
+    for b in batches:
+        slots = max(lengths[i] for i in b) * len(b)
+        assert slots - sum(lengths[i] for i in b) <= 0.2 * slots
+
+
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory):
     path = tmp_path_factory.mktemp("tok") / "text.txt"
