@@ -1,4 +1,4 @@
-"""tfcli.data.line_encoder's native segmenter (the C extension tfcli.data._segment) gives HF tokenizers' ids exactly (BPE and Unigram,
+"""tfcli.data.segmenter (the C extension tfcli.data._segment) gives HF tokenizers' ids exactly (BPE and Unigram,
 tfcli's and sentencepiece's vocabularies, hand-built models for the corner cases of unknown
 characters, byte fallback, ties and merges), the charsmap screen never misses a line that
 Precompiled changes, and LineEncoder stays exact with the native path turned off."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, normalizers
 
-from tfcli.data import line_encoder as segmenter
+from tfcli.data import segmenter
 from tfcli.data.line_encoder import LineEncoder
 from tfcli.recipe.schema import PreTokenizer, TokenizerConfig, TokenizerType
 

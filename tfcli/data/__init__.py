@@ -9,6 +9,7 @@ staleness.py     what a split was made from (tokenizer sha256, input fingerprint
                  and why it must be re-encoded (reencode_reason)
 encoding.py      text files -> a split: input checks, length filters, atomic directory
 line_encoder.py  the encode hot loop: lines -> ids with a per-word cache
+segmenter.py     its native side: the C extension _segment (HF's BPE/Unigram ids, the charsmap)
 pool.py          encode jobs run in order in worker processes
 subword_dropout.py  BPE-dropout: K seeded random segmentations of the training split
 """
