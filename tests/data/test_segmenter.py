@@ -205,6 +205,34 @@ def test_the_screen_flags_every_line_precompiled_changes():
     assert len(flagged) < len(lines) // 2  # it does screen: most lines are left alone
 
 
+def test_the_screen_normalizes_natively_exactly_as_precompiled():
+    """`apply` gives HF's Precompiled output on every line: a one-character key (full-width
+    punctuation, the ideographic space, NBSP, a vulgar fraction) before and after every BMP code
+    point (combining marks, ZWJ, Hangul jamo, Prepend and the rest), in runs, and the corpus;
+    the rows it leaves to HF come back unchanged, and most key rows need no HF at all."""
+    charsmap = _spm_default_charsmap()
+    screen = segmenter.precompiled_screen(charsmap)
+    norm = normalizers.Precompiled(charsmap)
+    chars = [chr(c) for c in range(1, 0x10000) if not 0xD800 <= c < 0xE000 and c != 0x0A]
+    keys = ["\uff0c", "\u3000", "\u00a0", "\u00bd"]
+    assert all(norm.normalize_str(k) != k for k in keys)
+    lines = [f"{k}{c}" for k in keys[:2] for c in chars] + [f"{c}{k}" for k in keys for c in chars]
+    lines += ["".join(keys) * 3, f"漢{keys[0]}字{keys[0]}", "ｶﾞ\uff01", "\u0915\u093c" + keys[0]]
+    lines += CORPUS + [""]
+    out, rows = screen.apply("\n".join(lines))
+    got = out.split("\n")
+    assert len(got) == len(lines)
+    assert all(got[r] == lines[r] for r in rows)  # left as they were, for HF
+    for r in rows:
+        got[r] = norm.normalize_str(got[r])
+    assert got == [norm.normalize_str(line) for line in lines]
+    assert len(rows) < len(lines) * 0.6  # the plain neighbours' lines are done natively
+    cjk = f"漢{keys[0]}字{keys[1]}end{keys[2]}\n{keys[3]}"
+    expected = "\n".join(map(norm.normalize_str, cjk.split("\n")))
+    assert screen.apply(cjk) == (expected, []) and expected != cjk
+    assert screen.apply("plain ascii\n") == ("plain ascii\n", [])
+
+
 @pytest.mark.parametrize("kind", ["bpe", "unigram"])
 def test_line_encoder_is_exact_on_both_paths(
     tmp_path, monkeypatch, make_tokenizer, reference, kind

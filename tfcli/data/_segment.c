@@ -721,6 +721,140 @@ done:
     return out;
 }
 
+/* Whether a grapheme boundary is certain between c and any neighbour that is not itself a
+ * joiner: c is in blocks without combining marks, Prepend, ZWJ, Hangul jamo or regional
+ * indicators (Latin-1 and spacing modifiers, CJK punctuation and ideographs, kana, full-width
+ * ASCII). Conservative on purpose: any other neighbour sends its row to HF's normalizer. */
+static int plain_cp(Py_UCS4 c) {
+    return c < 0x300 || (c >= 0x3000 && c <= 0x3029) || (c >= 0x3030 && c <= 0x3096) ||
+           (c >= 0x30A0 && c <= 0x30FF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xFF01 && c <= 0xFF5E);
+}
+
+typedef struct { Py_UCS4 *v; Py_ssize_t n, cap; } ucs4buf;
+
+static inline int ucs4_put(ucs4buf *b, Py_UCS4 c) {
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? 2 * b->cap : 1024;
+        Py_UCS4 *v = realloc(b->v, cap * sizeof(Py_UCS4));
+        if (!v) { PyErr_NoMemory(); return -1; }
+        b->v = v; b->cap = cap;
+    }
+    b->v[b->n++] = c;
+    return 0;
+}
+
+/* precompiled_apply(first, second, safe, repl, text) -> (text', rows).
+ *
+ * HF's Precompiled normalizer on each row of text (split at '\n') where that can be done
+ * exactly here, and the rows it must still see: safe[c] = k > 0 marks a one-character key c
+ * (a key that begins no longer one) of a plain block, to be replaced by repl[k - 1]. A row is
+ * done here when each key position in it is such a c between plain neighbours (or the row's
+ * ends): c is then a grapheme of its own, and HF's per-grapheme lookup replaces exactly it.
+ * A row with any other position where a key may match (see screen_rows) is left unchanged in
+ * text' and listed in rows, for HF. text' is text itself when no row changed here. */
+static PyObject *py_precompiled_apply(PyObject *self, PyObject *args) {
+    Py_buffer fb, sb, kb;
+    PyObject *repl, *text, *rows = NULL, *result = NULL;
+    ucs4buf out = {NULL, 0, 0};
+    if (!PyArg_ParseTuple(args, "y*y*y*O!U", &fb, &sb, &kb, &PyTuple_Type, &repl, &text))
+        return NULL;
+    if (fb.len < 0x110000 || sb.len < 0x110000 || kb.len < 0x110000) {
+        PyErr_SetString(PyExc_ValueError, "tables must have 0x110000 entries");
+        goto done;
+    }
+    const unsigned char *f = fb.buf, *sc = sb.buf, *safe = kb.buf;
+    Py_ssize_t nrepl = PyTuple_GET_SIZE(repl);
+    for (Py_ssize_t k = 0; k < nrepl; k++)
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(repl, k))) {
+            PyErr_SetString(PyExc_TypeError, "replacements must be str");
+            goto done;
+        }
+    if (!(rows = PyList_New(0))) goto done;
+    int kind = PyUnicode_KIND(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), row = 0, copied = 0; /* text[:copied] is in out */
+    /* one loop per string kind (1, 2 or 4 bytes a code point), as in screen_rows */
+#define APPLY(T)                                                                           \
+    do {                                                                                   \
+        const T *d = (const T *)PyUnicode_DATA(text);                                      \
+        for (Py_ssize_t a = 0; a <= n; row++) {                                            \
+            Py_ssize_t b = a;                                                              \
+            int cls = 0; /* 0: no key, 1: replaced here, 2: HF's */                         \
+            for (; b < n && d[b] != '\n'; b++) {                                           \
+                unsigned char x = f[d[b]];                                                 \
+                if (!x || cls == 2) continue;                                              \
+                if ((x & 2) && b + 1 < n && d[b + 1] != '\n' && sc[d[b + 1]]) cls = 2;      \
+                else if (!(x & 1)) continue;                                               \
+                else if (safe[d[b]] && safe[d[b]] <= nrepl &&                              \
+                         (b == a || plain_cp(d[b - 1])) &&                                 \
+                         (b + 1 == n || d[b + 1] == '\n' || plain_cp(d[b + 1]))) cls = 1;  \
+                else cls = 2;                                                              \
+            }                                                                              \
+            if (cls == 2) {                                                                \
+                PyObject *r = PyLong_FromSsize_t(row);                                     \
+                if (!r || PyList_Append(rows, r) < 0) { Py_XDECREF(r); goto done; }        \
+                Py_DECREF(r);                                                              \
+            } else if (cls == 1) {                                                         \
+                if (!out.v && !(out.v = malloc((out.cap = n + n / 4 + 64) * sizeof(Py_UCS4)))) { \
+                    PyErr_NoMemory();                                                      \
+                    goto done;                                                             \
+                }                                                                          \
+                for (; copied < a; copied++)                                               \
+                    if (ucs4_put(&out, d[copied]) < 0) goto done;                          \
+                for (Py_ssize_t i = a; i < b; i++) {                                       \
+                    if (!((f[d[i]] & 1) && safe[d[i]])) {                                  \
+                        if (ucs4_put(&out, d[i]) < 0) goto done;                           \
+                        continue;                                                          \
+                    }                                                                      \
+                    PyObject *r = PyTuple_GET_ITEM(repl, safe[d[i]] - 1);                  \
+                    int rk = PyUnicode_KIND(r);                                            \
+                    const void *rd = PyUnicode_DATA(r);                                    \
+                    for (Py_ssize_t j = 0; j < PyUnicode_GET_LENGTH(r); j++)               \
+                        if (ucs4_put(&out, PyUnicode_READ(rk, rd, j)) < 0) goto done;      \
+                }                                                                          \
+                copied = b;                                                                \
+            }                                                                              \
+            a = b + 1;                                                                     \
+        }                                                                                  \
+        if (out.v != NULL)                                                                 \
+            for (; copied < n; copied++)                                                   \
+                if (ucs4_put(&out, d[copied]) < 0) goto done;                              \
+    } while (0)
+    switch (kind) {
+    case PyUnicode_1BYTE_KIND: APPLY(Py_UCS1); break;
+    case PyUnicode_2BYTE_KIND: APPLY(Py_UCS2); break;
+    default: APPLY(Py_UCS4); break;
+    }
+#undef APPLY
+    if (out.v == NULL) {
+        result = Py_BuildValue("(OO)", text, rows);
+    } else {
+        PyObject *t = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out.v, out.n);
+        if (t) { result = Py_BuildValue("(OO)", t, rows); Py_DECREF(t); }
+    }
+done:
+    free(out.v);
+    Py_XDECREF(rows);
+    PyBuffer_Release(&fb); PyBuffer_Release(&sb); PyBuffer_Release(&kb);
+    return result;
+}
+
+/* plain_keys(first) -> list[int]: the code points c of plain blocks (plain_cp) that are
+ * one-character keys beginning no longer key (first[c] == 1): precompiled_apply's candidates. */
+static PyObject *py_plain_keys(PyObject *self, PyObject *args) {
+    Py_buffer fb;
+    if (!PyArg_ParseTuple(args, "y*", &fb)) return NULL;
+    PyObject *out = PyList_New(0);
+    for (Py_UCS4 c = 0; out && c < 0x110000 && c < (Py_UCS4)fb.len; c++) {
+        if (((const unsigned char *)fb.buf)[c] != 1 || !plain_cp(c)) continue;
+        PyObject *v = PyLong_FromUnsignedLong(c);
+        if (!v || PyList_Append(out, v) < 0) Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+    PyBuffer_Release(&fb);
+    return out;
+}
+
 /* ---- sentencepiece's precompiled character map --------------------------------------- */
 
 /* keys(charsmap: bytes) -> list[bytes]: every key of the map's double-array trie (the
@@ -831,6 +965,9 @@ static PyMethodDef methods[] = {
     {"charsmap_screen", py_charsmap_screen, METH_VARARGS, "Screening tables of a charsmap."},
     {"encode_rows", py_encode_rows, METH_VARARGS, "Ids of rows of text, via a word cache."},
     {"screen_rows", py_screen_rows, METH_VARARGS, "Rows where a charsmap key may match."},
+    {"plain_keys", py_plain_keys, METH_VARARGS, "precompiled_apply's one-character keys."},
+    {"precompiled_apply", py_precompiled_apply, METH_VARARGS,
+     "A charsmap applied where that is exact here, and the rows left for HF."},
     {"charsmap_keys", py_charsmap_keys, METH_VARARGS, "The keys of a precompiled charsmap."},
     {"bpe", py_bpe, METH_VARARGS, "A BPE model from its tables (see tfcli.data.line_encoder)."},
     {"unigram", py_unigram, METH_VARARGS, "A Unigram model from its tables."},

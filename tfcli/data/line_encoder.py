@@ -254,8 +254,9 @@ class LineEncoder:
 
     def _normalize_screened(self, text: str) -> str:
         """Precompiled on the lines where one of its keys can match (a few percent of the text),
-        the others kept as they are: they cannot change (see tfcli.data.segmenter.PrecompiledScreen)."""
-        rows = self._screen.rows(text)
+        natively where that is exact, else with HF; the other lines cannot change (see
+        tfcli.data.segmenter.PrecompiledScreen)."""
+        text, rows = self._screen.apply(text)
         if not rows:
             return text
         lines = text.split("\n")

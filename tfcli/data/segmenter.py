@@ -121,21 +121,45 @@ def _unigram(model: dict):
 
 class PrecompiledScreen:
     """The rows of a text that a Precompiled normalizer (sentencepiece's character map) may
-    change; the others it leaves exactly as they are.
+    change; the others it leaves exactly as they are. `apply` normalizes most of those rows
+    natively, exactly as HF does, and leaves the rest to HF.
 
     HF's Precompiled replaces a grapheme, or a character of it, only where one of the map's keys
     matches the text there. The tables say, per code point c, whether c is a one-character key
     or begins a longer one, and whether c is the second character of some key: a row needs a
-    look only where a key could start. On the corpora measured that is about one row in seven.
+    look only where a key could start. On the corpora measured that is about one row in seven,
+    nearly all of them full-width punctuation in CJK text.
+
+    Such a character, a key of one character in a block without combining marks, between
+    neighbours of such blocks (see plain_cp in _segment.c), is a grapheme of its own, and HF's
+    per-grapheme lookup replaces exactly it by its value: the C side does that itself. A row
+    with any other possible match (a longer key, a neighbour that could join a grapheme) goes
+    to HF whole. The values are HF's own output for each key alone.
     """
 
     def __init__(self, charsmap: bytes) -> None:
+        from tokenizers import normalizers
+
         self._first, self._second = _segment.charsmap_screen(charsmap)
+        normalize = normalizers.Precompiled(charsmap).normalize_str
+        keys = _segment.plain_keys(self._first)[:255]  # one byte per code point indexes them
+        safe = bytearray(0x110000)
+        for k, c in enumerate(keys, 1):
+            safe[c] = k
+        self._safe = bytes(safe)
+        self._values = tuple(normalize(chr(c)) for c in keys)
 
     def rows(self, text: str) -> list[int]:
         """Indices of the rows of `text` (split at '\\n') that may change; the line break
         itself is the caller's separator and never counts."""
         return _segment.screen_rows(self._first, self._second, text)
+
+    def apply(self, text: str) -> tuple[str, list[int]]:
+        """(text with the rows normalized that can be here, the rows HF must still normalize;
+        those are unchanged in it)."""
+        return _segment.precompiled_apply(
+            self._first, self._second, self._safe, self._values, text
+        )
 
 
 def precompiled_screen(charsmap: bytes) -> PrecompiledScreen | None:
