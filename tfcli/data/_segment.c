@@ -680,47 +680,6 @@ done:
     return result;
 }
 
-/* screen_rows(first: bytes, second: bytes, text: str) -> list[int]: the rows (split at '\n')
- * holding a position where first[c] & 1, or first[c] & 2 and second[next c]: where a key of a
- * precompiled charsmap may match (see tfcli.data.line_encoder.precompiled_screen). */
-static PyObject *py_screen_rows(PyObject *self, PyObject *args) {
-    Py_buffer fb, sb;
-    PyObject *text;
-    if (!PyArg_ParseTuple(args, "y*y*U", &fb, &sb, &text)) return NULL;
-    PyObject *out = PyList_New(0);
-    if (!out || fb.len < 0x110000 || sb.len < 0x110000) {
-        if (out) PyErr_SetString(PyExc_ValueError, "tables must have 0x110000 entries");
-        Py_CLEAR(out);
-        goto done;
-    }
-    const unsigned char *f = fb.buf, *sc = sb.buf;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), row = 0, last = -1;
-    /* one loop per string kind (1, 2 or 4 bytes a code point): no switch per character */
-#define SCREEN(T)                                                                          \
-    do {                                                                                   \
-        const T *d = (const T *)PyUnicode_DATA(text);                                      \
-        for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            if (d[i] == '\n') { row++; continue; }                                          \
-            unsigned char x = f[d[i]];                                                     \
-            if (!x || row == last) continue;                                               \
-            if (!((x & 1) || (i + 1 < n && sc[d[i + 1]]))) continue;                       \
-            PyObject *r = PyLong_FromSsize_t(row);                                         \
-            if (!r || PyList_Append(out, r) < 0) { Py_XDECREF(r); Py_CLEAR(out); goto done; } \
-            Py_DECREF(r);                                                                  \
-            last = row;                                                                    \
-        }                                                                                  \
-    } while (0)
-    switch (PyUnicode_KIND(text)) {
-    case PyUnicode_1BYTE_KIND: SCREEN(Py_UCS1); break;
-    case PyUnicode_2BYTE_KIND: SCREEN(Py_UCS2); break;
-    default: SCREEN(Py_UCS4); break;
-    }
-#undef SCREEN
-done:
-    PyBuffer_Release(&fb); PyBuffer_Release(&sb);
-    return out;
-}
-
 /* Whether a grapheme boundary is certain between c and any neighbour that is not itself a
  * joiner: c is in blocks without combining marks, Prepend, ZWJ, Hangul jamo or regional
  * indicators (Latin-1 and spacing modifiers, CJK punctuation and ideographs, kana, full-width
@@ -751,7 +710,7 @@ static inline int ucs4_put(ucs4buf *b, Py_UCS4 c) {
  * (a key that begins no longer one) of a plain block, to be replaced by repl[k - 1]. A row is
  * done here when each key position in it is such a c between plain neighbours (or the row's
  * ends): c is then a grapheme of its own, and HF's per-grapheme lookup replaces exactly it.
- * A row with any other position where a key may match (see screen_rows) is left unchanged in
+ * A row with any other position where a key may match (first[c] & 1, or first[c] & 2 and second[next c]) is left unchanged in
  * text' and listed in rows, for HF. text' is text itself when no row changed here. */
 static PyObject *py_precompiled_apply(PyObject *self, PyObject *args) {
     Py_buffer fb, sb, kb;
@@ -773,7 +732,7 @@ static PyObject *py_precompiled_apply(PyObject *self, PyObject *args) {
     if (!(rows = PyList_New(0))) goto done;
     int kind = PyUnicode_KIND(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), row = 0, copied = 0; /* text[:copied] is in out */
-    /* one loop per string kind (1, 2 or 4 bytes a code point), as in screen_rows */
+    /* one loop per string kind (1, 2 or 4 bytes a code point): no switch per character */
 #define APPLY(T)                                                                           \
     do {                                                                                   \
         const T *d = (const T *)PyUnicode_DATA(text);                                      \
@@ -964,7 +923,6 @@ done:
 static PyMethodDef methods[] = {
     {"charsmap_screen", py_charsmap_screen, METH_VARARGS, "Screening tables of a charsmap."},
     {"encode_rows", py_encode_rows, METH_VARARGS, "Ids of rows of text, via a word cache."},
-    {"screen_rows", py_screen_rows, METH_VARARGS, "Rows where a charsmap key may match."},
     {"plain_keys", py_plain_keys, METH_VARARGS, "precompiled_apply's one-character keys."},
     {"precompiled_apply", py_precompiled_apply, METH_VARARGS,
      "A charsmap applied where that is exact here, and the rows left for HF."},

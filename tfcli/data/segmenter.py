@@ -149,17 +149,10 @@ class PrecompiledScreen:
         self._safe = bytes(safe)
         self._values = tuple(normalize(chr(c)) for c in keys)
 
-    def rows(self, text: str) -> list[int]:
-        """Indices of the rows of `text` (split at '\\n') that may change; the line break
-        itself is the caller's separator and never counts."""
-        return _segment.screen_rows(self._first, self._second, text)
-
     def apply(self, text: str) -> tuple[str, list[int]]:
         """(text with the rows normalized that can be here, the rows HF must still normalize;
         those are unchanged in it)."""
-        return _segment.precompiled_apply(
-            self._first, self._second, self._safe, self._values, text
-        )
+        return _segment.precompiled_apply(self._first, self._second, self._safe, self._values, text)
 
 
 def precompiled_screen(charsmap: bytes) -> PrecompiledScreen | None:
