@@ -274,6 +274,11 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=None, help="write a markdown report here")
     args = ap.parse_args()
+    # An installed tfcli has its bytecode compiled (pip does it at install time); an editable
+    # checkout under PYTHONDONTWRITEBYTECODE=1 would recompile its modules on every run.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(HERE.parent / "tfcli")], check=True
+    )
     if not args.corpus.is_file():
         print(f"generating {args.mb} MB corpus at {args.corpus} ...", flush=True)
         write_corpus(args.corpus, args.mb)

@@ -245,6 +245,27 @@ def test_plain_files_go_to_sentencepiece_by_name_with_the_same_result(tmp_path, 
         _train_recorded([plain, bad], cfg, monkeypatch)
 
 
+def test_a_file_found_not_plain_after_its_first_block_is_streamed_and_named(tmp_path, monkeypatch):
+    """The scan runs beside sentencepiece's training; a CR or invalid UTF-8 past the first
+    block is found then, and the files are streamed instead: the vocabulary of the streamed
+    lines, or the bad line named."""
+    head = "\n".join(LINES * 40)  # well past the first 64 KiB
+    assert len(head.encode()) > 1 << 16
+    crlf, late_bad = tmp_path / "crlf.txt", tmp_path / "late.txt"
+    crlf.write_bytes((head + "\nlast line\r\n").encode())
+    late_bad.write_bytes((head + "\n").encode() + b"caf\xe9\n")
+    cfg = TokenizerConfig(trainer=Trainer.SENTENCEPIECE, vocab_size=300)
+    got, stats, ways = _train_recorded([crlf], cfg, monkeypatch)
+    assert ways == ["files", "lines"]
+    assert stats.lines == len(LINES) * 40 + 1
+    streamed = tmp_path / "streamed.txt.gz"
+    streamed.write_bytes(__import__("gzip").compress((head + "\nlast line\n").encode()))
+    assert got == _train_recorded([streamed], cfg, monkeypatch)[0]
+    n = len(LINES) * 40 + 1
+    with pytest.raises(DataError, match=rf"late.txt:{n}: invalid UTF-8"):
+        _train_recorded([late_bad], cfg, monkeypatch)
+
+
 def test_sample_statistics_from_sentencepiece_equal_the_tokenizers(tmp_path):
     text = tmp_path / "train.txt"
     text.write_text("\n".join(LINES) + "\n", encoding="utf-8")
