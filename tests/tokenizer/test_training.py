@@ -14,7 +14,7 @@ from tfcli.errors import DataError, TokenizerError
 from tfcli.recipe.schema import DataConfig, PreTokenizer, TokenizerConfig, TokenizerType
 from tfcli.run_dir import RunDir
 from tfcli.textio import expand_inputs
-from tfcli.tokenizer import training
+from tfcli.tokenizer import corpus
 from tfcli.tokenizer.training import (
     TrainStats,
     build_tokenizers,
@@ -139,8 +139,8 @@ def test_max_lines_below_the_number_of_files(tmp_path):
 def test_sample_is_spread_over_the_whole_input(tmp_path, monkeypatch):
     """With the sample at >= 10 lines and blocks of 7 (the documented knobs, lowered), 100
     lines leave every k-th line for one stride k, whatever the block boundaries."""
-    monkeypatch.setattr(training, "SAMPLE_LINES", 10)
-    monkeypatch.setattr(training, "BLOCK_LINES", 7)
+    monkeypatch.setattr(corpus, "SAMPLE_LINES", 10)
+    monkeypatch.setattr(corpus, "BLOCK_LINES", 7)
     f = tmp_path / "n.txt"
     f.write_text("".join(f"line {i}\n" for i in range(100)), encoding="utf-8")
     stats = TrainStats()

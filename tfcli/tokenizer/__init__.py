@@ -6,8 +6,10 @@ what it was trained from that decides when `train` must retrain it.
 vocab.py       the vocabulary files: the fixed special ids (<pad> 0, <unk> 1, <s> 2, </s> 3,
                <mask> 4), building an empty tokenizer for a config, load, save (+ a readable
                vocab dump), describe
-training.py    which files a recipe trains on, the HF trainer, streaming the lines in, sample
-               statistics; build_tokenizers trains, saves and records (tfcli tokenize)
+training.py    which files a recipe trains on, the HF trainer, sample statistics;
+               build_tokenizers trains, saves and records (tfcli tokenize)
+corpus.py      reading the training text: blocks of lines for the trainer, or a scan beside a
+               trainer that reads the files itself, with counts and an even sample
 spm.py         sentencepiece as a way to produce a tokenizer.json: training with it
                (tokenizer.trainer: sentencepiece), importing a .model (--from-spm), and the
                conversion that makes HF tokenizers encode exactly as sentencepiece does

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from tokenizers import Tokenizer, pre_tokenizers, trainers
 from tfcli import console
 from tfcli.errors import DataError, TokenizerError
 from tfcli.recipe.schema import DataConfig, PreTokenizer, TokenizerConfig, TokenizerType, Trainer
-from tfcli.textio import expand_inputs, iter_chunks, iter_lines, undo_on_error
+from tfcli.textio import expand_inputs, undo_on_error
+from tfcli.tokenizer.corpus import Corpus, plain_start
 from tfcli.tokenizer.staleness import meta_path, write_training_meta
 from tfcli.tokenizer.vocab import (
     SPECIALS,
@@ -32,10 +33,6 @@ from tfcli.tokenizer.vocab import (
     special_tokens,
     vocab_txt_path,
 )
-
-# Tuning knobs, read at each call (tests lower them to exercise the sampling on small inputs):
-BLOCK_LINES = 1024  # lines handed to the trainer per Python -> Rust call
-SAMPLE_LINES = 2_000  # at least this many lines (evenly spread) for tokens/line and <unk> rate
 
 
 def training_inputs(data: DataConfig, joint: bool) -> dict[str, list[Path]]:
@@ -133,125 +130,6 @@ class TrainResult:
     stats: TrainStats
 
 
-def _line_budgets(n_files: int, max_lines: int) -> list[int]:
-    """max_lines split evenly over the files (0 = no cap), remainder to the first files."""
-    if max_lines <= 0:
-        return [0] * n_files
-    base, extra = divmod(max_lines, n_files)
-    return [base + (i < extra) for i in range(n_files)]
-
-
-class _Corpus:
-    """Streams the training lines of `files` in blocks; counts lines and characters and keeps an
-    evenly spread sample of lines for the summary statistics.
-
-    With max_lines > 0, training uses the first lines of each file, the budget split evenly over
-    the files (a short file passes what it leaves unused to the next), so both sides of a joint
-    vocabulary are represented. The first N lines are taken rather than a random sample because
-    that needs no second pass over the data.
-    """
-
-    def __init__(self, files: list[Path], max_lines: int, on_file: Callable[[int, Path], None]):
-        self.files, self.max_lines, self.on_file = files, max_lines, on_file
-        self.lines = self.chars = 0
-        self.sample: list[str] = []
-        self._stride = 1  # every _stride-th line (by global index) is in the sample
-
-    def _keep(self, block: list[str]) -> None:
-        self.sample.extend(block[(-self.lines) % self._stride :: self._stride])
-        while len(self.sample) >= 2 * SAMPLE_LINES:  # halve: keep multiples of 2 * stride
-            self.sample = self.sample[::2]
-            self._stride *= 2
-
-    def blocks(self) -> Iterator[list[str]]:
-        carry = 0
-        budgets = _line_budgets(len(self.files), self.max_lines)
-        for i, (path, budget) in enumerate(zip(self.files, budgets, strict=True)):
-            cap, n = budget + carry, 0
-            if self.max_lines and cap <= 0:
-                continue  # max_lines is smaller than the number of files
-            self.on_file(i, path)
-            lines = iter_lines(path)
-            try:
-                for block in iter_chunks(lines, BLOCK_LINES):
-                    if self.max_lines and n + len(block) > cap:
-                        block = block[: cap - n]
-                    self._keep(block)
-                    self.lines += len(block)
-                    self.chars += sum(map(len, block))
-                    n += len(block)
-                    yield block
-                    if self.max_lines and n >= cap:
-                        break
-            finally:
-                lines.close()  # type: ignore[attr-defined]  -- a generator: closes the file now
-            carry = cap - n if self.max_lines else 0
-
-    def by_name(self) -> bool:
-        """Whether a reader could be given the files by name (no line cap, every file a
-        regular file that is not .gz); scan() says whether their contents are plain."""
-        return not self.max_lines and not any(_not_by_name(p) for p in self.files)
-
-    def scan(self, advance: Callable[[int], None]) -> bool:
-        """Count lines and characters and take the sample straight from the bytes, for a
-        reader that reads the files itself (sentencepiece): True when every file is plain
-        (not .gz), strict UTF-8 and free of CR (a CR LF line would reach the trainer with
-        the CR that iter_lines strips), so the trainer sees exactly what blocks() yields.
-        False (counts reset) otherwise: then blocks() reads them, and names a bad line.
-        """
-        if not self.by_name():
-            return False
-        for i, path in enumerate(self.files):
-            self.on_file(i, path)
-            for text in _text_blocks(path):
-                if text is None:
-                    self.lines = self.chars = 0
-                    self.sample, self._stride = [], 1
-                    return False
-                block = text.split("\n")
-                self._keep(block)
-                self.lines += len(block)
-                self.chars += len(text) - len(block) + 1
-                advance(len(block))
-        return True
-
-
-_SCAN_BYTES = 1 << 20
-_PROBE_BYTES = 1 << 16
-
-
-def _not_by_name(path: Path) -> bool:
-    """Inputs sentencepiece cannot be given by name: .gz, a pipe or other non-regular file
-    (`<(zcat a.gz)` can be read only once), a name with a comma (spm splits its list on them)."""
-    return path.suffix == ".gz" or not path.is_file() or "," in str(path)
-
-
-def _text_blocks(path: Path) -> Iterator[str | None]:
-    """The lines of a plain file, about 1 MB at a time, as one string (lines joined by LF, no
-    final line break); None (and stop) at invalid UTF-8 or a CR."""
-    with open(path, "rb") as f:
-        rest = b""
-        while data := f.read(_SCAN_BYTES):
-            data = rest + data
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                rest = data
-                continue
-            rest = data[cut:]
-            yield _checked(data[: cut - 1])
-        if rest:
-            yield _checked(rest)
-
-
-def _checked(raw: bytes) -> str | None:
-    if b"\r" in raw:
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 class _Progress:
     """Lines read so far (rich), then a spinner while the trainer learns the vocabulary."""
 
@@ -328,7 +206,7 @@ def train_tokenizer(
             tok, corpus, spm_model = _train_sentencepiece(files, cfg, progress)
         else:
             tok, trainer = empty_tokenizer(cfg), trainer_for(cfg)
-            corpus = _Corpus(files, cfg.max_lines, progress.file)
+            corpus = Corpus(files, cfg.max_lines, progress.file)
             # Lists of lines: the trainer takes each line as one sequence and counts its words in
             # Rust threads. (Joining a block into one long sequence measured no faster; see
             # benchmarks/results/tokenize.md.) Rust buffers only 256 lines ahead, so the line
@@ -352,21 +230,21 @@ def train_tokenizer(
 
 def _train_sentencepiece(
     files: list[Path], cfg: TokenizerConfig, progress: _Progress
-) -> tuple[Tokenizer, _Corpus, bytes]:
+) -> tuple[Tokenizer, Corpus, bytes]:
     """sentencepiece learns the vocabulary (it samples max_lines sentences itself, at random
     from all of the input); the .model is converted into an exactly equivalent tokenizer.json."""
     from tfcli.tokenizer.spm import to_tokenizer, train_options, train_spm
     from tfcli.tokenizer.spm_model import parse_model
 
     options = train_options(cfg)  # its errors come before any reading
-    corpus = _Corpus(files, 0, progress.file)
+    corpus = Corpus(files, 0, progress.file)
     try:
         # Plain files go to sentencepiece by name: its C++ reader is faster than handing it
         # every line from Python (0.4-0.5 s per 20 MB). Other inputs, and files the scan
         # finds are not plain after all, stream through iter_lines (which names a bad line).
         model = _train_by_name(corpus, options, progress) if corpus.by_name() else None
         if model is None:
-            corpus = _Corpus(files, 0, progress.file)
+            corpus = Corpus(files, 0, progress.file)
             model = train_spm(progress.wrap(corpus.blocks()), options)
     except TokenizerError:
         if corpus.chars == 0:  # sentencepiece's own message for this is obscure
@@ -375,7 +253,7 @@ def _train_sentencepiece(
     return to_tokenizer(parse_model(model), "sentencepiece-trained model"), corpus, model
 
 
-def _train_by_name(corpus: _Corpus, options: dict, progress: _Progress) -> bytes | None:
+def _train_by_name(corpus: Corpus, options: dict, progress: _Progress) -> bytes | None:
     """sentencepiece reads the files itself while a thread scans them (counts, sample, the
     strict UTF-8 and no-CR check): its C++ training releases the GIL and starts with a
     single-threaded read, so the scan costs no wall time (20 MB: 0.2-0.8 s saved, 200 MB:
@@ -384,7 +262,7 @@ def _train_by_name(corpus: _Corpus, options: dict, progress: _Progress) -> bytes
     further on is trained on twice."""
     from tfcli.tokenizer.spm import train_spm_files
 
-    if not all(_plain_start(f) for f in corpus.files):
+    if not all(plain_start(f) for f in corpus.files):
         return None
     plain: list[bool] = []
     failed: list[BaseException] = []
@@ -411,20 +289,6 @@ def _train_by_name(corpus: _Corpus, options: dict, progress: _Progress) -> bytes
     if error is not None:
         raise error
     return model
-
-
-def _plain_start(path: Path) -> bool:
-    """Whether the first block of a file is plain (strict UTF-8, no CR): cheap, and it catches
-    CR LF and non-UTF-8 files before sentencepiece trains on them."""
-    import codecs
-
-    with open(path, "rb") as f:
-        head = f.read(_PROBE_BYTES)
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return b"\r" not in head
 
 
 def _no_text(files: list[Path]) -> str:
