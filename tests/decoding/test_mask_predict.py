@@ -103,22 +103,30 @@ def test_t_iterations_run_t_decoder_passes_and_one_encoder_pass(iterations, pass
 
 def test_unchanged_candidates_stop_and_later_passes_leave_them_out(monkeypatch):
     """Without force_iterations a candidate leaves the batch once a pass changes none of its
-    tokens; with it, all T passes run on every row."""
+    tokens; with it, all T passes run on every row (of each group of similar lengths)."""
+    import tfcli.decoding.mask_predict as mp
+
     model = nat_model(seed=1)
-    rows = []
-    inner = model.decode
+    groups: list[list[int]] = []  # per refine call (a group of rows), rows per decoder pass
+    inner, refine = model.decode, mp.refine
 
     def counted(tokens, *a, **k):
-        rows.append(tokens.size(0))
+        groups[-1].append(tokens.size(0))
         return inner(tokens, *a, **k)
 
+    def grouped(*a, **k):
+        groups.append([])
+        return refine(*a, **k)
+
     monkeypatch.setattr(model, "decode", counted)
+    monkeypatch.setattr(mp, "refine", grouped)
     src = make_src([4, 6, 5, 3, 7, 2], V)
     mask_predict(model, src, iterations=10, length_beam=2, force_iterations=True)
-    forced, rows[:] = list(rows), []
+    forced, groups[:] = list(groups), []
     mask_predict(model, src, iterations=10, length_beam=2)
-    assert forced[0] == rows[0] == 12
-    assert sum(rows) < sum(forced) and rows == sorted(rows, reverse=True)
+    assert [g[0] for g in forced] == [g[0] for g in groups] and sum(g[0] for g in groups) == 12
+    assert sum(map(sum, groups)) < sum(map(sum, forced))
+    assert all(g == sorted(g, reverse=True) for g in groups)
 
 
 def test_the_length_beam_keeps_the_best_mean_log_probability_candidate():
@@ -153,6 +161,30 @@ def test_fixed_lengths_give_that_many_tokens_and_never_banned_ids():
         assert not set(hyps[0].tokens) & {*NEVER_GENERATED, EOS}
     with pytest.raises(TfcliError, match="exceeds the model's positions"):
         mask_predict(model, make_src([2], V), lengths=torch.tensor([40]))
+
+
+def test_rows_of_unlike_lengths_decode_in_groups_with_the_same_result(monkeypatch):
+    """Outputs of 3 and 20 tokens in one batch decode in separate groups (the short ones are
+    never computed at the long ones' width), each equal to its sentence decoded alone."""
+    model = nat_model(seed=2)
+    src, lengths = make_src([4, 9, 3, 8], V), torch.tensor([4, 21, 3, 19])
+    alone = [
+        mask_predict(model, src[i : i + 1], iterations=4, lengths=lengths[i : i + 1])[0]
+        for i in range(4)  # each its own batch, and so its own group
+    ]
+    widths = []
+    inner = model.decode
+
+    def counted(tokens, *a, **k):
+        widths.append(tuple(tokens.shape))
+        return inner(tokens, *a, **k)
+
+    monkeypatch.setattr(model, "decode", counted)
+    batched = mask_predict(model, src, iterations=4, lengths=lengths)
+    assert (2, 21) in widths and (2, 4) in widths and (4, 21) not in widths
+    for got, want in zip(batched, alone, strict=True):
+        assert got[0].tokens == want[0].tokens
+        assert got[0].score == pytest.approx(want[0].score, abs=1e-6)
 
 
 def test_an_autoregressive_model_is_refused_in_one_line():

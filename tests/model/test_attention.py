@@ -6,8 +6,15 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from tfcli.model.attention import MultiHeadedAttention, attention_mask, subsequent_mask
+from tfcli.model.attention import (
+    KEY_BLOCK,
+    MultiHeadedAttention,
+    attention_mask,
+    pad_keys,
+    subsequent_mask,
+)
 
 B, T, D, H = 3, 9, 32, 4
 LENGTHS = [9, 6, 2]
@@ -63,12 +70,15 @@ def test_sdpa_matches_naive_attention(causal: bool, window: int, padded: bool) -
         pad_mask = (torch.arange(T)[None, :] < torch.tensor(LENGTHS)[:, None])[:, None, None, :]
     mask, is_causal = attention_mask(pad_mask, T, T, causal=causal, window=window, device=x.device)
     got, weights = attn(x, mask=mask, is_causal=is_causal)
+    with torch.inference_mode():  # 9 keys: inference on CPU pads them to a block (pad_keys)
+        padded_got, _ = attn(x, mask=mask, is_causal=is_causal)
     want = _naive(attn, x, _allowed(causal, window, padded))
     assert weights is None
     real = torch.arange(T)[None, :] < torch.tensor(LENGTHS if padded else [T] * B)[:, None]
     # Outputs at pad queries are irrelevant (never attended to, never scored).
     torch.testing.assert_close(got[real], want[real], rtol=0, atol=1e-5)
-    assert torch.isfinite(got).all()
+    torch.testing.assert_close(padded_got[real], want[real], rtol=0, atol=1e-5)
+    assert torch.isfinite(got).all() and torch.isfinite(padded_got).all()
 
 
 def test_plain_causal_needs_no_mask_and_padding_none() -> None:
@@ -148,3 +158,44 @@ def test_attention_dropout_only_in_training() -> None:
     torch.testing.assert_close(a, b)
     c, _ = attn.train()(x)
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("kind", ["none", "bool", "causal", "bias"])
+def test_padded_keys_give_the_same_attention_and_gradients(kind: str) -> None:
+    """pad_keys rounds 13 keys up to a block of 16 hidden ones: the output and the gradients of
+    q, k, v equal plain SDPA's, under every kind of mask a stack passes."""
+    torch.manual_seed(0)
+    t = 13
+    q, k, v = (torch.randn(2, H, t, 8, requires_grad=True) for _ in range(3))
+    mask, causal = None, kind == "causal"
+    if kind == "bool":
+        mask = torch.arange(t)[None, None, None, :] < torch.tensor([13, 5])[:, None, None, None]
+    elif kind == "bias":  # ALiBi's kind: a float bias with -inf where not allowed
+        mask = -torch.rand(1, H, t, t).tril().masked_fill(~subsequent_mask(t).bool(), float("inf"))
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    grads = torch.autograd.grad(want.sum(), (q, k, v))
+    pk, pv, pmask, pcausal = pad_keys(k, v, mask, causal, t)
+    assert pk.shape[2] == KEY_BLOCK and pmask.shape[-1] == KEY_BLOCK and not pcausal
+    got = F.scaled_dot_product_attention(q, pk, pv, attn_mask=pmask, is_causal=pcausal)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    for g, w in zip(torch.autograd.grad(got.sum(), (q, k, v)), grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-5)
+
+
+def test_cpu_inference_pads_keys_only_for_several_queries(monkeypatch) -> None:
+    """In inference the layer pads 9 keys (a block 7 short) when 9 queries attend, not for one
+    query (a decoding step), and 17 keys (1 past a block) never; training never pads."""
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append(k.shape[2])
+        return sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    attn = MultiHeadedAttention(D, H, dropout=0.0, cross=True).eval()
+    with torch.inference_mode():
+        for t_q, t_k in [(9, 9), (1, 9), (5, 17)]:
+            attn(torch.randn(2, t_q, D), memory=torch.randn(2, t_k, D))
+    attn(torch.randn(2, 9, D), memory=torch.randn(2, 9, D))
+    assert seen == [KEY_BLOCK, 9, 17, 9]
