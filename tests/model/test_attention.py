@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tfcli.model import attention
 from tfcli.model.attention import (
     KEY_BLOCK,
     MultiHeadedAttention,
@@ -61,8 +62,9 @@ def _allowed(causal: bool, window: int, padded: bool) -> torch.Tensor:
         (True, 3, True),
     ],  # fmt: skip
 )
-def test_sdpa_matches_naive_attention(causal: bool, window: int, padded: bool) -> None:
+def test_sdpa_matches_naive_attention(causal: bool, window: int, padded: bool, monkeypatch) -> None:
     torch.manual_seed(0)
+    monkeypatch.setattr(attention, "MIN_QUERIES", 0)  # pad even this small a batch
     attn = MultiHeadedAttention(D, H, dropout=0.0).eval()
     x = torch.randn(B, T, D)
     pad_mask = None
@@ -70,8 +72,13 @@ def test_sdpa_matches_naive_attention(causal: bool, window: int, padded: bool) -
         pad_mask = (torch.arange(T)[None, :] < torch.tensor(LENGTHS)[:, None])[:, None, None, :]
     mask, is_causal = attention_mask(pad_mask, T, T, causal=causal, window=window, device=x.device)
     got, weights = attn(x, mask=mask, is_causal=is_causal)
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda q, k, v, **kw: (
+        seen.append(k.shape[2]) or sdpa(q, k, v, **kw)))  # fmt: skip
     with torch.inference_mode():  # 9 keys: inference on CPU pads them to a block (pad_keys)
         padded_got, _ = attn(x, mask=mask, is_causal=is_causal)
+    assert seen == [KEY_BLOCK]
     want = _naive(attn, x, _allowed(causal, window, padded))
     assert weights is None
     real = torch.arange(T)[None, :] < torch.tensor(LENGTHS if padded else [T] * B)[:, None]
@@ -183,8 +190,9 @@ def test_padded_keys_give_the_same_attention_and_gradients(kind: str) -> None:
 
 
 def test_cpu_inference_pads_keys_only_for_several_queries(monkeypatch) -> None:
-    """In inference the layer pads 9 keys (a block 7 short) when 9 queries attend, not for one
-    query (a decoding step), and 17 keys (1 past a block) never; training never pads."""
+    """In inference the layer pads 9 keys (a block 7 short) when 8 rows x 4 heads x 9 queries
+    attend, not for one query each (a decoding step) nor for one row (too little work), and 17
+    keys (1 past a block) never; training never pads."""
     seen = []
     sdpa = F.scaled_dot_product_attention
 
@@ -195,7 +203,7 @@ def test_cpu_inference_pads_keys_only_for_several_queries(monkeypatch) -> None:
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     attn = MultiHeadedAttention(D, H, dropout=0.0, cross=True).eval()
     with torch.inference_mode():
-        for t_q, t_k in [(9, 9), (1, 9), (5, 17)]:
-            attn(torch.randn(2, t_q, D), memory=torch.randn(2, t_k, D))
-    attn(torch.randn(2, 9, D), memory=torch.randn(2, 9, D))
-    assert seen == [KEY_BLOCK, 9, 17, 9]
+        for b, t_q, t_k in [(8, 9, 9), (8, 1, 9), (1, 9, 9), (8, 5, 17)]:
+            attn(torch.randn(b, t_q, D), memory=torch.randn(b, t_k, D))
+    attn(torch.randn(8, 9, D), memory=torch.randn(8, 9, D))
+    assert seen == [KEY_BLOCK, 9, 9, 17, 9]
