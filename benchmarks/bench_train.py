@@ -158,7 +158,7 @@ def side_worker(name: str, args, conn) -> None:
     """One side in its own process: build it, warm up, then time the step ranges it is sent.
 
     Separate processes keep process-wide state apart: tfcli's Trainer tunes glibc's allocator
-    on CPU (tfcli/training/allocator.py), which a plain PyTorch script does not get.
+    on CPU (tfcli/allocator.py), which a plain PyTorch script does not get.
     """
     torch.set_num_threads(args.threads)
     d, h, ff, n, vocab, max_tokens = SHAPES[args.shape]

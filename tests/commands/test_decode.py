@@ -464,3 +464,15 @@ def test_decoder_kind_refusals_are_one_line(assets, which, args, message, tmp_pa
     result = CliRunner().invoke(cli, ["decode", str(assets[which]), *args], input="a cat\n")
     assert result.exit_code != 0
     assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_decoding_on_cpu_keeps_freed_memory(assets, monkeypatch):
+    """`tfcli decode` on CPU raises glibc's thresholds first (tfcli.allocator): every beam step
+    and mask-predict pass then reuses its freed tensors instead of faulting fresh pages."""
+    import tfcli.allocator
+
+    calls = []
+    monkeypatch.setattr(tfcli.allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    result = invoke(assets["seq2seq"], "--device", "cpu", input="one two\n")
+    assert result.exit_code == 0, result.output
+    assert calls == [1]

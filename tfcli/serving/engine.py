@@ -77,6 +77,10 @@ class Engine:
 
         metas = [read_meta(p) for p in paths]
         check_members(paths, metas)
+        if device.type == "cpu":
+            from tfcli.allocator import keep_freed_memory
+
+            keep_freed_memory()  # every step / pass reuses its freed tensors (allocator.py)
         model, meta = load_members(paths, device)
         return cls(model, meta, " + ".join(str(p) for p in paths))
 

@@ -19,7 +19,6 @@ own the file format of checkpoints or their listing and pruning (tfcli.checkpoin
     display.py        the live progress line, log lines, metrics.jsonl and TensorBoard
     optim.py          Adam/AdamW, the learning-rate schedules, gradient scaling and clipping
     distributed.py    torch.distributed (DDP), batches to the device, per-rank RNG state
-    allocator.py      CPU: glibc keeps freed memory, so a step's large tensors cost no page faults
     seq2seq.py        Seq2SeqObjective: token-budget batches, label-smoothed loss, loss/BLEU/chrF
     mlm.py            MLMObjective: masked-LM examples, batches, loss and validation
     masking.py        BERT-style token masking

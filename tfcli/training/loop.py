@@ -30,11 +30,11 @@ from typing import Any
 import torch
 
 from tfcli import console
+from tfcli.allocator import keep_freed_memory
 from tfcli.errors import TrainingError
 from tfcli.recipe.schema import Precision, Recipe
 from tfcli.run_dir import RunDir
 from tfcli.training import distributed
-from tfcli.training.allocator import keep_freed_memory
 from tfcli.training.checkpointing import Checkpointer
 from tfcli.training.display import Display, MetricsLog
 from tfcli.training.faults import NonFiniteUpdates, StopSignals, is_oom, oom_message

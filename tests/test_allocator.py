@@ -1,4 +1,4 @@
-"""tfcli.training.allocator: glibc keeps freed blocks, so a step's large tensors reuse memory."""
+"""tfcli.allocator: glibc keeps freed blocks, so a step's large tensors reuse memory."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 
 PROBE = """
 import resource, torch
-from tfcli.training.allocator import keep_freed_memory
+from tfcli.allocator import keep_freed_memory
 on = keep_freed_memory()
 torch.manual_seed(0)
 proj = torch.nn.Linear(256, 8000)

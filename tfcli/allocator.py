@@ -1,4 +1,4 @@
-"""Keep freed host memory in the process while training on CPU.
+"""Keep freed host memory in the process while training or decoding on CPU.
 
 glibc serves every allocation above its mmap threshold (at most 32 MB) with a fresh mmap and
 unmaps it on free, and gives heap memory above the trim threshold back to the OS. A training
@@ -7,6 +7,10 @@ gradient are ~60 MB at 2k tokens x 8k vocabulary), so each step pays a page faul
 of each: filling a fresh 60 MB tensor takes ~45 ms instead of ~8 ms on these machines, ~3-5%
 of a small model's step. Raising both thresholds makes freed blocks come back from the heap
 instead. The resident size stays at the step's peak, which training reaches anyway.
+Decoding repeats itself the same way (every beam step, every mask-predict pass allocates and
+frees tensors of the same sizes): on the demo models, beam 5 over 500 sentences took 89k page
+faults per run by default and 611 with the thresholds raised, and ran 1.11x faster (mask-predict
+1.06x). `tfcli decode`, `tfcli serve` and training call it when they run on CPU.
 
 This is what LD_PRELOAD=libjemalloc/libtcmalloc buys in Intel's PyTorch CPU tuning guides,
 without a dependency. GPU memory has its own caching allocator and needs nothing.
