@@ -22,7 +22,9 @@ For each sentence:
    of each sentence is its translation, the others its n-best. Output tokens stop before the
    first </s> (ids without </s>, as every search returns them).
 
-The encoder runs once, and its output's cross-attention keys/values are projected once
+Rows are refined in groups of similar decoder length (refine_by_length), so a short output is
+not computed at its batch's longest width. The encoder runs once, and its output's
+cross-attention keys/values are projected once
 (model.new_cache, a MemoryCache); there is no self-attention cache, since a pass rewrites every
 position. Only the positions a pass (re)predicts go through the output projection and the
 softmax. <pad>, <s> and <mask> are never output (search.NEVER_GENERATED).
@@ -117,8 +119,8 @@ def refine_by_length(
     order.
 
     Rows arrive batched by source length, and the lengths predicted for them spread wider: on
-    the demo test set a third of a batch's (rows x longest length) decoder slots were padding,
-    computed by every layer of every pass. token_batches' padding cut (at most PAD_SHARE of a
+    the demo test set 29% of the decoder's (rows x longest length) slots were padding, computed
+    by every layer of every pass. token_batches' padding cut (at most PAD_SHARE of a
     group's slots) splits them by length instead, and each group's memory is cut to its longest
     source."""
     groups = token_batches(lengths.tolist(), 1 << 30)
