@@ -8,6 +8,7 @@ import json
 import random
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -279,3 +280,15 @@ def test_fill_mask_equals_tfcli_decode(checkpoints):
             [c["id"] for c in m] for m in w["masks"]
         ]
     assert batcher.queue.qsize() == 0
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu")])
+def test_a_cpu_engine_keeps_freed_memory(checkpoints, monkeypatch, device):
+    """Engine.load on CPU (a name or a torch.device) raises glibc's thresholds first, as
+    `tfcli decode` does: every request's steps reuse their freed tensors."""
+    import tfcli.allocator
+
+    calls = []
+    monkeypatch.setattr(tfcli.allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    Engine.load([checkpoints["seq2seq"]], device)
+    assert calls == [1]

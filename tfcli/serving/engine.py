@@ -70,14 +70,14 @@ class Engine:
         self.non_autoregressive = (meta.get("model") or {}).get("decoder") == "non_autoregressive"
 
     @classmethod
-    def load(cls, paths: Sequence[Path], device: torch.device) -> Engine:
+    def load(cls, paths: Sequence[Path], device: torch.device | str) -> Engine:
         """One checkpoint, or an ensemble of several seq2seq ones (as `tfcli decode A B`)."""
         from tfcli.checkpoints.files import read_meta
         from tfcli.decoding.ensemble import check_members, load_members
 
         metas = [read_meta(p) for p in paths]
         check_members(paths, metas)
-        if device.type == "cpu":
+        if torch.device(device).type == "cpu":
             from tfcli.allocator import keep_freed_memory
 
             keep_freed_memory()  # every step / pass reuses its freed tensors (allocator.py)
