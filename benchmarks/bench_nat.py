@@ -187,7 +187,7 @@ def run_task(task: str, work: Path, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     from tfcli.allocator import keep_freed_memory
 
-    keep_freed_memory()  # as `tfcli decode` does on CPU
+    keep_freed_memory("cpu")  # as `tfcli decode` does on CPU
     runs = {"AR": root / "ar", "NAT raw": root / "nat", "NAT distilled": root / "nat-kd"}
     named = translators(runs, tuple(args.iterations), tuple(args.length_beams))
     src = files["test_src"].read_text(encoding="utf-8").splitlines()

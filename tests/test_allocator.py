@@ -42,3 +42,11 @@ def test_freed_memory_is_reused_without_page_faults():
     # thousand faults remain where the heap fragments).
     assert default > 30_000
     assert tuned < default / 3
+
+
+def test_other_devices_leave_the_allocator_alone():
+    """Only CPU work raises the thresholds; GPU memory has its own caching allocator."""
+    from tfcli.allocator import keep_freed_memory
+
+    assert keep_freed_memory("cuda:0") is False
+    assert keep_freed_memory("mps") is False

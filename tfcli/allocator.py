@@ -29,12 +29,16 @@ _KEEP = 1 << 30  # allocations up to 1 GiB come from the heap; up to 1 GiB of fr
 _done = False
 
 
-def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process; True if they are in effect.
+def keep_freed_memory(device: object = "cpu") -> bool:
+    """Raise glibc's mmap and trim thresholds once per process, for work on `device` (a
+    torch.device or its name); True if they are in effect.
 
-    No-op (False) off Linux/glibc, or with TFCLI_MALLOC_DEFAULTS=1 set in the environment.
+    No-op (False) for any device but the CPU, off Linux/glibc, or with TFCLI_MALLOC_DEFAULTS=1
+    set in the environment.
     """
     global _done
+    if str(device).split(":")[0] != "cpu":
+        return False
     if _done:
         return True
     if not sys.platform.startswith("linux") or os.environ.get("TFCLI_MALLOC_DEFAULTS") == "1":

@@ -472,7 +472,9 @@ def test_decoding_on_cpu_keeps_freed_memory(assets, monkeypatch):
     import tfcli.allocator
 
     calls = []
-    monkeypatch.setattr(tfcli.allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(
+        tfcli.allocator, "keep_freed_memory", lambda device: calls.append(1) or True
+    )
     result = invoke(assets["seq2seq"], "--device", "cpu", input="one two\n")
     assert result.exit_code == 0, result.output
     assert calls == [1]

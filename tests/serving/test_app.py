@@ -289,6 +289,8 @@ def test_a_cpu_engine_keeps_freed_memory(checkpoints, monkeypatch, device):
     import tfcli.allocator
 
     calls = []
-    monkeypatch.setattr(tfcli.allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(
+        tfcli.allocator, "keep_freed_memory", lambda device: calls.append(1) or True
+    )
     Engine.load([checkpoints["seq2seq"]], device)
     assert calls == [1]

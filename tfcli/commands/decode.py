@@ -143,10 +143,9 @@ def decode(checkpoints: tuple[Path, ...], **opts: Any) -> None:
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
     device = pick_device(opts["device"], setting="--device")
-    if device.type == "cpu":
-        from tfcli.allocator import keep_freed_memory
+    from tfcli.allocator import keep_freed_memory
 
-        keep_freed_memory()  # every step / pass reuses its freed tensors (allocator.py)
+    keep_freed_memory(device)  # on CPU, every step / pass reuses its freed tensors
     model, meta = load_members(paths, device)
     toks = ckpt.load_tokenizers(meta)
     names = " + ".join(str(p) for p in paths)

@@ -29,9 +29,8 @@ from tfcli.model.positions import apply_rotary
 # with masked zeros, which is cheaper than the tail even with the copy. Queries stay as they are,
 # so only attention with many queries at once pads (a batch's encoder, a mask-predict pass that
 # sees every position); one new query per step, or one short sentence, would pay the copy for
-# too little work. Training does not
-# pad: on a demo model's forward + backward steps it gained nothing beyond the noise (4%), and it
-# would give up the causal kernel.
+# too little work. Training does not pad: on a demo model's forward + backward steps it gained
+# nothing beyond the noise (4%), and it would give up the causal kernel.
 KEY_BLOCK = 16
 MIN_TAIL = 8
 MIN_QUERIES = 256
@@ -208,9 +207,9 @@ def _pads(t_q: int, k: Tensor) -> bool:
 def pad_keys(
     k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool, t_q: int
 ) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """The same attention for t_q queries with the T_k keys/values (B, H, T_k, hd) rounded up to a multiple of
-    KEY_BLOCK: zeros that the returned mask (bool, or -inf in a float bias) hides from every
-    query, so they weigh exactly 0. is_causal becomes the explicit lower-triangular mask
+    """The same attention for t_q queries with the T_k keys/values (B, H, T_k, hd) rounded up
+    to a multiple of KEY_BLOCK: zeros that the returned mask (bool, or -inf in a float bias)
+    hides from every query, so they weigh exactly 0. is_causal becomes the explicit lower-triangular mask
     (SDPA's top-left alignment) -> (k, v, mask, False)."""
     t_k = k.shape[2]
     extra = -t_k % KEY_BLOCK

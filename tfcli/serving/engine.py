@@ -77,10 +77,9 @@ class Engine:
 
         metas = [read_meta(p) for p in paths]
         check_members(paths, metas)
-        if torch.device(device).type == "cpu":
-            from tfcli.allocator import keep_freed_memory
+        from tfcli.allocator import keep_freed_memory
 
-            keep_freed_memory()  # every step / pass reuses its freed tensors (allocator.py)
+        keep_freed_memory(device)  # on CPU, every step / pass reuses its freed tensors
         model, meta = load_members(paths, device)
         return cls(model, meta, " + ".join(str(p) for p in paths))
 

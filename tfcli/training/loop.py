@@ -188,8 +188,7 @@ class Trainer:
     def prepare(self) -> None:
         """Wrap the model (DDP, torch.compile), open metrics.jsonl; after resume(), before update()."""
         cfg = self.cfg
-        if self.device.type == "cpu":
-            keep_freed_memory()  # no page faults on the step's large tensors (allocator.py)
+        keep_freed_memory(self.device)  # on CPU, no page faults on the step's large tensors
         self.net = self.ddp = distributed.wrap(self.model, self.dist)
         if cfg.compile:
             self.net = torch.compile(self.net)
